@@ -38,6 +38,7 @@ __all__ = [
     "SegmentError",
     "concat",
     "read_video",
+    "count_frames",
     "segment_name",
     "parse_segment_name",
     "shots_of",
@@ -110,6 +111,12 @@ def x264_args(fps: int, crf: int) -> list[str]:
     resumed render may run elsewhere); the bitexact flags drop the muxer's
     version string; ``-map_metadata -1`` drops creation times. Scene-cut keyframes
     are disabled so the only IDR is the first frame of each segment.
+
+    B-frames are off (``-bf 0``): with them, a segment's decode timestamps start
+    before zero by the reorder delay, and a short segment (one frame) has a
+    different delay from a long one, so stream-copied concatenation produces
+    non-monotonic timestamps. Without B-frames every segment has dts == pts and
+    the concatenation is exact, at the price of somewhat larger files.
     """
     return [
         "-c:v", "libx264",
@@ -119,6 +126,7 @@ def x264_args(fps: int, crf: int) -> list[str]:
                "setparams=colorspace=bt709:color_primaries=bt709:color_trc=bt709:range=tv",
         "-pix_fmt", "yuv420p",
         "-g", str(_GOP),
+        "-bf", "0",
         "-sc_threshold", "0",
         "-threads", "1",
         "-x264-params", "log=-1",
@@ -328,6 +336,7 @@ def concat(segments: Sequence[Segment], out: Path, *, overwrite: bool) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(_concat_list(segments))
         args = [
+            "-xerror",  # the concat demuxer otherwise skips an unreadable segment and exits 0
             "-f", "concat", "-safe", "0", "-i", str(list_path),
             "-map", "0:v:0", "-c", "copy",
             "-map_metadata", "-1", "-fflags", "+bitexact",
@@ -335,6 +344,11 @@ def concat(segments: Sequence[Segment], out: Path, *, overwrite: bool) -> Path:
             str(partial),
         ]
         _run_ffmpeg(args, what=f"concatenate {len(segments)} segments into {out}")
+        expected = sum(s.frames for s in segments)
+        got = count_frames(partial)
+        if got != expected:
+            raise SegmentError(f"concatenation into {out} has {got} frames, segments hold "
+                               f"{expected}; a segment is damaged")
         _fsync_file(partial)
         if out.exists() and not overwrite:  # appeared while we were working
             raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
@@ -344,6 +358,20 @@ def concat(segments: Sequence[Segment], out: Path, *, overwrite: bool) -> Path:
         _unlink_quietly(list_path)
         _unlink_quietly(partial)
     return out
+
+
+def count_frames(path: Path) -> int:
+    """Video frames in a file, counted by stream copy (packets), so nothing is decoded."""
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats",
+           "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"]
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip()[-2000:]
+        raise SegmentError(f"ffmpeg failed to count frames of {path} (exit {proc.returncode}): {tail}")
+    counts = re.findall(rb"^frame=(\d+)", proc.stdout, flags=re.MULTILINE)
+    if not counts:
+        raise SegmentError(f"ffmpeg reported no frame count for {path}")
+    return int(counts[-1])
 
 
 def read_video(path: Path) -> np.ndarray:
