@@ -1,0 +1,580 @@
+"""Parse and validate a screenplay file, reporting every problem with its line.
+
+We compose the YAML into a node tree (not plain Python objects) because only
+the nodes remember where each value was written; every check then reports
+`file:line:column: field.path: expected ..., found ...`. The whole file is
+checked before raising so that a film-maker sees all mistakes at once, and the
+absurd-size limits are enforced before anything proportional to the film's
+length is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from cinecli.screenplay.errors import Problem, ScreenplayError, did_you_mean
+from cinecli.screenplay.format import FilmFormat, seconds_text
+from cinecli.screenplay.schema import (
+    CUT_KINDS,
+    MEMORY_POLICIES,
+    QUANTIZE_MODES,
+    Event,
+    FilmSettings,
+    MemorySettings,
+    Screenplay,
+    Shot,
+)
+
+MAX_FILE_BYTES = 5_000_000
+MAX_SHOTS = 5000
+MAX_FILM_SECONDS = 4 * 3600
+MAX_PROMPT_CHARS = 10_000
+MAX_ID_CHARS = 64
+STEPS_RANGE = (1, 1000)
+ANY_FPS_RANGE = (1, 120)
+SEED_LIMIT = 2**63
+
+TOP_KEYS = ("film", "shots")
+FILM_KEYS = ("title", "model", "resolution", "fps", "seed", "memory", "quantize", "steps")
+MEMORY_KEYS = ("policy", "recent_chunks", "top_k", "sink_frames")
+SHOT_KEYS = ("id", "duration", "prompt", "cut", "seed", "events")
+EVENT_KEYS = ("at", "prompt")
+
+_TAG = "tag:yaml.org,2002:"
+_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
+_TIME_RE = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)")
+_RESOLUTION_RE = re.compile(r"(\d+)\s*[xX×]\s*(\d+)")
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+FormatResolver = Callable[[str, Path], FilmFormat]
+
+
+# ---------------------------------------------------------------- public entry points
+
+
+def load_screenplay(path: Path, fmt: FilmFormat) -> Screenplay:
+    """Read, parse and validate `path` against what the model `fmt` can render."""
+    data = _read_bytes(path)
+    root = _compose(_decode(data, str(path)), str(path))
+    return _screenplay_from_tree(root, path, fmt, hashlib.sha256(data).hexdigest())
+
+
+def parse_screenplay_text(text: str, path: Path, fmt: FilmFormat) -> Screenplay:
+    """Like `load_screenplay` for text already in memory; `path` is only used in messages."""
+    root = _compose(text.lstrip("\ufeff"), str(path))
+    return _screenplay_from_tree(root, path, fmt, hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def load_screenplay_resolving(path: Path, resolve: FormatResolver) -> tuple[Screenplay, FilmFormat]:
+    """Load a screenplay whose `film.model` chooses the format it is validated against.
+
+    The model reference lives inside the file, so it is read from the parsed tree
+    first and handed to `resolve(model_ref, script_dir)`; a reference that cannot
+    be resolved is reported at its own line like any other problem.
+    """
+    data = _read_bytes(path)
+    file = str(path)
+    root = _compose(_decode(data, file), file)
+    fmt = _resolve_format(root, path, resolve)
+    return _screenplay_from_tree(root, path, fmt, hashlib.sha256(data).hexdigest()), fmt
+
+
+# ---------------------------------------------------------------- reading and parsing
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing missing files and sizes no hand-written screenplay reaches."""
+    file = str(path)
+    if not path.is_file():
+        found = "a folder" if path.is_dir() else "nothing at this path"
+        raise ScreenplayError([Problem(file, None, None, "", "a screenplay file", found)])
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ScreenplayError([Problem(
+            file, None, None, "", f"a screenplay of at most {MAX_FILE_BYTES // 1_000_000} MB",
+            f"{size / 1e6:.1f} MB", "a hand-written screenplay is far smaller; is this the right file?",
+        )])
+    return path.read_bytes()
+
+
+def _decode(data: bytes, file: str) -> str:
+    """UTF-8 text (a leading BOM is tolerated), or a problem at the first bad byte."""
+    try:
+        return data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ScreenplayError([Problem(
+            file, line, column, "", "UTF-8 text", f"the byte 0x{data[exc.start]:02x}",
+            "save the file as UTF-8",
+        )]) from None
+
+
+def _compose(text: str, file: str) -> Node:
+    """The YAML node tree (which keeps line numbers), or the syntax error at its position."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = (exc.problem or exc.context or "a syntax error").strip()
+        hint = "indent with spaces, not tabs" if "\\t" in problem or "\t" in problem else ""
+        raise ScreenplayError([Problem(
+            file, mark.line + 1 if mark else None, mark.column + 1 if mark else None,
+            "", "valid YAML", problem, hint,
+        )]) from None
+    except yaml.YAMLError as exc:
+        raise ScreenplayError([Problem(file, None, None, "", "valid YAML", str(exc))]) from None
+    if root is None:
+        raise ScreenplayError([Problem(
+            file, 1, 1, "", "a screenplay with 'film' and 'shots'", "an empty file",
+            "see examples/quickstart.yaml",
+        )])
+    return root
+
+
+def _resolve_format(root: Node, path: Path, resolve: FormatResolver) -> FilmFormat:
+    """Ask the model side for the format named by `film.model` ("default" when absent)."""
+    ref, node = _peek_model_ref(root)
+    try:
+        return resolve(ref, path.parent)
+    except (ValueError, LookupError, OSError, yaml.YAMLError) as exc:
+        line, column = _mark(node) if node is not None else (None, None)
+        raise ScreenplayError([Problem(
+            str(path), line, column, "film.model",
+            "'default' or the path of a model description YAML", repr(ref), str(exc),
+        )]) from None
+
+
+def _peek_model_ref(root: Node) -> tuple[str, Node | None]:
+    """`film.model` as written, without validating anything else (that comes later)."""
+    film = _child(root, "film")
+    model = _child(film, "model") if film is not None else None
+    if isinstance(model, ScalarNode) and model.tag == _TAG + "str" and model.value.strip():
+        return model.value.strip(), model
+    return "default", model
+
+
+def _child(node: Node, key: str) -> Node | None:
+    if not isinstance(node, MappingNode):
+        return None
+    for key_node, value_node in node.value:
+        if isinstance(key_node, ScalarNode) and key_node.value == key:
+            return value_node
+    return None
+
+
+# ---------------------------------------------------------------- the problem collector
+
+
+@dataclass
+class _Report:
+    """Problems and notes gathered during one validation (never shared between loads)."""
+
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, node: Node, path: str, expected: str, found: str | None = None, hint: str = "") -> None:
+        line, column = _mark(node)
+        self.problems.append(Problem(
+            self.file, line, column, path, expected, _found(node) if found is None else found, hint,
+        ))
+
+
+def _mark(node: Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _found(node: Node) -> str:
+    """How a value is described back to the film-maker: as written, briefly."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if node.tag == _TAG + "null":
+        return "nothing"
+    text = str(node.value)
+    if not text.strip():
+        return "blank text"
+    if node.tag == _TAG + "bool":
+        return f"{text} (a yes/no value)"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_null(node: Node | None) -> bool:
+    return node is None or (isinstance(node, ScalarNode) and node.tag == _TAG + "null")
+
+
+# ---------------------------------------------------------------- generic field checks
+
+
+def _fields(node: Node, path: str, keys: tuple[str, ...], what: str, report: _Report) -> dict[str, Node] | None:
+    """The mapping's values by key, reporting unknown, duplicate and non-text keys."""
+    if not isinstance(node, MappingNode):
+        report.add(node, path, what)
+        return None
+    values: dict[str, Node] = {}
+    lines: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        here = f"{path}.{key_node.value}" if path else str(key_node.value)
+        if not isinstance(key_node, ScalarNode) or key_node.tag != _TAG + "str":
+            report.add(key_node, path or "(top level)", f"a key that is a word ({', '.join(keys)})")
+        elif key_node.value not in keys:
+            report.add(
+                key_node, here, f"one of the keys {', '.join(keys)}",
+                f"unknown key '{key_node.value}'", did_you_mean(key_node.value, keys),
+            )
+        elif key_node.value in values:
+            report.add(
+                key_node, here, "each key once", f"'{key_node.value}' again",
+                f"first given on line {lines[key_node.value]}",
+            )
+        else:
+            values[key_node.value] = value_node
+            lines[key_node.value] = key_node.start_mark.line + 1
+    return values
+
+
+def _text(node: Node, path: str, what: str, report: _Report, max_chars: int = MAX_PROMPT_CHARS) -> str | None:
+    """Non-blank text, stripped at its ends only (inner Unicode is kept exactly)."""
+    if not isinstance(node, ScalarNode) or node.tag != _TAG + "str":
+        hint = "put the text in quotes" if isinstance(node, ScalarNode) and not _is_null(node) else ""
+        report.add(node, path, what, hint=hint)
+        return None
+    value = node.value.strip()
+    if not value:
+        report.add(node, path, what)
+        return None
+    if len(value) > max_chars:
+        report.add(node, path, f"at most {max_chars} characters", f"{len(value)} characters")
+        return None
+    return value
+
+
+def _int(node: Node, path: str, low: int, high: int, report: _Report, what: str = "") -> int | None:
+    """A whole number in [low, high]; yes/no and 7.0 are refused (they are usually typos)."""
+    what = what or f"a whole number from {low} to {high}"
+    if not isinstance(node, ScalarNode) or node.tag != _TAG + "int":
+        report.add(node, path, what)
+        return None
+    try:
+        value = int(yaml.constructor.SafeConstructor().construct_object(node))
+    except (yaml.YAMLError, ValueError):
+        report.add(node, path, what)
+        return None
+    if not low <= value <= high:
+        report.add(node, path, what)
+        return None
+    return value
+
+
+def _choice(node: Node, path: str, choices: tuple[str, ...], report: _Report) -> str | None:
+    """One of a few fixed words, with a spelling hint."""
+    what = "one of " + ", ".join(choices)
+    if not isinstance(node, ScalarNode) or _is_null(node):
+        report.add(node, path, what)
+        return None
+    value = str(node.value).strip()
+    if value not in choices:
+        report.add(node, path, what, hint=did_you_mean(value, choices))
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class _Time:
+    """A scripted time: exact seconds, and the nearest whole frame at the film's fps."""
+
+    seconds: Fraction
+    frames: int
+    text: str
+
+
+def _time(node: Node, path: str, fps: int, report: _Report, what: str) -> _Time | None:
+    """Parse "4s", "2.5s", "48f" or a bare number of seconds; exact, never via floats."""
+    if not isinstance(node, ScalarNode) or node.tag not in (_TAG + "str", _TAG + "int", _TAG + "float"):
+        report.add(node, path, what)
+        return None
+    text = node.value.strip()
+    match = _TIME_RE.fullmatch(text)
+    if match is None:
+        hint = "write a time as 90s, not 1:30" if ":" in text else "times are seconds (4s, 2.5s) or frames (48f)"
+        report.add(node, path, what, hint=hint)
+        return None
+    sign, number, unit = match.groups()
+    unit = unit.lower()
+    if unit not in ("", "s", "f"):
+        hints = {"m": "minutes are not a unit here; write seconds, e.g. 90s",
+                 "min": "minutes are not a unit here; write seconds, e.g. 90s",
+                 "ms": "write milliseconds as seconds, e.g. 0.5s"}
+        report.add(node, path, what, hint=hints.get(unit, "the units are s (seconds) and f (frames)"))
+        return None
+    amount = Fraction(number) * (-1 if sign == "-" else 1)
+    if unit == "f" and amount.denominator != 1:
+        report.add(node, path, "a whole number of frames")
+        return None
+    seconds = amount / fps if unit == "f" else amount
+    if seconds > MAX_FILM_SECONDS:
+        report.add(node, path, f"at most {MAX_FILM_SECONDS}s (4 hours)", hint="films are limited to 4 hours")
+        return None
+    exact = amount if unit == "f" else amount * fps
+    return _Time(seconds, int(exact + Fraction(1, 2)) if exact >= 0 else -int(-exact + Fraction(1, 2)), text)
+
+
+# ---------------------------------------------------------------- the screenplay tree
+
+
+def _screenplay_from_tree(root: Node, path: Path, fmt: FilmFormat, sha256: str) -> Screenplay:
+    report = _Report(str(path))
+    top = _fields(root, "", TOP_KEYS, "a screenplay: a mapping with 'film' and 'shots'", report)
+    if top is None:
+        raise ScreenplayError(report.problems)
+    film = _film(top.get("film"), path, fmt, report)
+    fps = film.fps if film is not None else fmt.default_fps
+    shots = _shots(top.get("shots"), root, fps, report)
+    if report.problems or film is None or shots is None:
+        raise ScreenplayError(report.problems)
+    return Screenplay(path, film, shots, sha256, tuple(report.notes))
+
+
+def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> FilmSettings | None:
+    """Film-wide settings; every one is optional and defaults to the model's."""
+    values = {} if _is_null(node) else _fields(node, "film", FILM_KEYS, "a mapping of film settings", report)
+    if values is None:
+        return None
+    ok = True
+
+    def get(key: str, parse: Callable[[Node], object], default: object) -> object:
+        nonlocal ok
+        value_node = values.get(key)
+        if _is_null(value_node):
+            return default
+        value = parse(value_node)
+        ok = ok and value is not None
+        return value
+
+    title = get("title", lambda n: _text(n, "film.title", "a title (text)", report, 200), path.stem)
+    model = get("model", lambda n: _text(n, "film.model", "a model name or path (text)", report, 4096), "default")
+    size = get("resolution", lambda n: _resolution(n, fmt, report), fmt.default_resolution)
+    fps = get("fps", lambda n: _fps(n, fmt, report), fmt.default_fps)
+    seed = get("seed", lambda n: _int(n, "film.seed", 0, SEED_LIMIT - 1, report), 0)
+    memory = get("memory", lambda n: _memory(n, report), MemorySettings())
+    quantize = get("quantize", lambda n: _choice(n, "film.quantize", QUANTIZE_MODES, report), "none")
+    steps = get("steps", lambda n: _int(n, "film.steps", *STEPS_RANGE, report), None)
+    if not ok:
+        return None
+    width, height = size  # type: ignore[misc]
+    return FilmSettings(title, model, width, height, fps, seed, memory, quantize, steps)  # type: ignore[arg-type]
+
+
+def _resolution(node: Node, fmt: FilmFormat, report: _Report) -> tuple[int, int] | None:
+    """WIDTHxHEIGHT that the model can render, with the nearest valid size as a hint."""
+    path = "film.resolution"
+    match = _RESOLUTION_RE.fullmatch(str(node.value).strip()) if isinstance(node, ScalarNode) else None
+    if match is None:
+        report.add(node, path, "WIDTHxHEIGHT, like 192x128")
+        return None
+    width, height = int(match.group(1)), int(match.group(2))
+    m = fmt.spatial_multiple
+    if width < 1 or height < 1 or width % m or height % m:
+        nearest = f"{max(m, round(width / m) * m)}x{max(m, round(height / m) * m)}"
+        report.add(node, path, f"a width and height that are multiples of {m}", hint=f"try {nearest}")
+        return None
+    if width * height > fmt.max_pixels:
+        report.add(node, path, f"at most {fmt.max_pixels} pixels for model '{fmt.model}'",
+                   f"{width}x{height} ({width * height} pixels)")
+        return None
+    if fmt.resolutions is not None and (width, height) not in fmt.resolutions:
+        allowed = ", ".join(f"{w}x{h}" for w, h in fmt.resolutions)
+        report.add(node, path, f"one of {allowed} (what model '{fmt.model}' renders)")
+        return None
+    return width, height
+
+
+def _fps(node: Node, fmt: FilmFormat, report: _Report) -> int | None:
+    """A frame rate the model was made for (any 1..120 when the model does not say)."""
+    if fmt.fps is None:
+        return _int(node, "film.fps", *ANY_FPS_RANGE, report, "a frame rate from 1 to 120")
+    allowed = ", ".join(str(f) for f in fmt.fps)
+    value = _int(node, "film.fps", 1, max(fmt.fps), report, f"one of {allowed}")
+    if value is not None and value not in fmt.fps:
+        report.add(node, "film.fps", f"one of {allowed} (what model '{fmt.model}' renders)")
+        return None
+    return value
+
+
+def _memory(node: Node, report: _Report) -> MemorySettings | None:
+    values = _fields(node, "film.memory", MEMORY_KEYS, "a mapping of memory settings", report)
+    if values is None:
+        return None
+    defaults = MemorySettings()
+    parsed: dict[str, object] = {}
+    for key in MEMORY_KEYS:
+        value_node = values.get(key)
+        if _is_null(value_node):
+            parsed[key] = getattr(defaults, key)
+        elif key == "policy":
+            parsed[key] = _choice(value_node, "film.memory.policy", MEMORY_POLICIES, report)
+        else:
+            parsed[key] = _int(value_node, f"film.memory.{key}", 0, 1_000_000, report,
+                               "a whole number, 0 or more")
+    if any(value is None for value in parsed.values()):
+        return None
+    return MemorySettings(**parsed)  # type: ignore[arg-type]
+
+
+def _shots(node: Node | None, root: Node, fps: int, report: _Report) -> tuple[Shot, ...] | None:
+    """All shots; the size limits are checked before any shot is walked."""
+    if node is None:
+        report.add(root, "shots", "a list of shots", "no 'shots' key")
+        return None
+    if not isinstance(node, SequenceNode):
+        report.add(node, "shots", "a list of shots")
+        return None
+    if not node.value:
+        report.add(node, "shots", "at least one shot", "an empty list")
+        return None
+    if len(node.value) > MAX_SHOTS:
+        report.add(node, "shots", f"at most {MAX_SHOTS} shots", f"{len(node.value)} shots",
+                   "split the film into several screenplays")
+        return None
+    shots = [_shot(shot_node, i, fps, report) for i, shot_node in enumerate(node.value)]
+    _check_ids(shots, node.value, report)
+    total = sum(shot.duration_frames for shot in shots if shot is not None)
+    if total > MAX_FILM_SECONDS * fps:
+        report.add(node, "shots", "a film of at most 4 hours", f"{_long_time(total / fps)} in total",
+                   "split the film into several screenplays")
+    if any(shot is None for shot in shots):
+        return None
+    return tuple(shots)  # type: ignore[arg-type]
+
+
+def _long_time(seconds: float) -> str:
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
+
+
+def _shot(node: Node, index: int, fps: int, report: _Report) -> Shot | None:
+    path = f"shots[{index}]"
+    values = _fields(node, path, SHOT_KEYS, "a shot: a mapping with at least prompt and duration", report)
+    if values is None:
+        return None
+    before = len(report.problems)
+    shot_id = _shot_id(values.get("id"), path, index, report)
+    prompt = _required(values, "prompt", node, path, report,
+                       lambda n: _text(n, f"{path}.prompt", "a prompt (non-blank text)", report))
+    duration = _required(values, "duration", node, path, report,
+                         lambda n: _duration(n, f"{path}.duration", fps, report))
+    cut = "cut" if _is_null(values.get("cut")) else _choice(values["cut"], f"{path}.cut", CUT_KINDS, report)
+    if index == 0 and cut == "continue":
+        report.add(values["cut"], f"{path}.cut", "'cut' for the first shot", "continue",
+                   "there is nothing before the first shot to continue")
+    seed = None if _is_null(values.get("seed")) else _int(values["seed"], f"{path}.seed", 0, SEED_LIMIT - 1, report)
+    events = _events(values.get("events"), path, duration, fps, report)
+    if len(report.problems) > before:
+        return None
+    if duration.frames != duration.seconds * fps:  # type: ignore[union-attr]
+        report.notes.append(
+            f"shot '{shot_id}' lasts {duration.text} = {float(duration.seconds * fps):.2f} frames "  # type: ignore[union-attr]
+            f"at {fps} fps; rounded to {duration.frames} frames"  # type: ignore[union-attr]
+        )
+    return Shot(index, shot_id, duration.frames, prompt, cut, seed, events, _mark(node)[0])  # type: ignore[arg-type,union-attr]
+
+
+def _required(values: dict[str, Node], key: str, node: Node, path: str, report: _Report,
+              parse: Callable[[Node], object]) -> object:
+    """A key every shot must have; missing or empty is reported at the shot's own line."""
+    value_node = values.get(key)
+    if _is_null(value_node):
+        where = value_node if value_node is not None else node
+        report.add(where, f"{path}.{key}", f"a {key}", "nothing" if value_node is not None else f"no '{key}' key")
+        return None
+    return parse(value_node)
+
+
+def _shot_id(node: Node | None, path: str, index: int, report: _Report) -> str:
+    """The id as written (so `id: 007` stays "007"), or shot-N for an unnamed shot."""
+    if _is_null(node):
+        return f"shot-{index + 1}"
+    what = f"an id of letters, digits, - and _ (at most {MAX_ID_CHARS})"
+    text = str(node.value).strip() if isinstance(node, ScalarNode) else ""
+    if not isinstance(node, ScalarNode) or not _ID_RE.fullmatch(text) or len(text) > MAX_ID_CHARS:
+        hint = f"try '{re.sub(r'[^A-Za-z0-9_-]+', '-', text).strip('-')}'" if text else ""
+        report.add(node, f"{path}.id", what, hint=hint if hint != "try ''" else "")  # type: ignore[arg-type]
+        return f"shot-{index + 1}"
+    return text
+
+
+def _check_ids(shots: list[Shot | None], nodes: list[Node], report: _Report) -> None:
+    """Ids name shots in resume state and output files, so they must be unique."""
+    seen: dict[str, int] = {}
+    for shot, node in zip(shots, nodes):
+        if shot is None:
+            continue
+        if shot.id in seen:
+            first = seen[shot.id]
+            id_node = _child(node, "id") or node
+            report.add(id_node, f"shots[{shot.index}].id", "a unique shot id", f"'{shot.id}' again",
+                       f"shots[{first}] on line {shots[first].line} already uses it")  # type: ignore[union-attr]
+        else:
+            seen[shot.id] = shot.index
+
+
+def _duration(node: Node, path: str, fps: int, report: _Report) -> _Time | None:
+    what = "a positive duration like 4s, 2.5s or 48f"
+    time = _time(node, path, fps, report, what)
+    if time is None:
+        return None
+    if time.seconds <= 0:
+        report.add(node, path, what)
+        return None
+    if time.frames < 1:
+        report.add(node, path, f"at least one frame ({seconds_text(Fraction(1, fps))} at {fps} fps)")
+        return None
+    return time
+
+
+def _events(node: Node | None, shot_path: str, duration: _Time | None, fps: int,
+            report: _Report) -> tuple[Event, ...]:
+    """Timed prompt changes, inside the shot and in increasing order."""
+    if _is_null(node):
+        return ()
+    path = f"{shot_path}.events"
+    if not isinstance(node, SequenceNode):
+        report.add(node, path, "a list of events (each with at and prompt)")
+        return ()
+    events: list[Event] = []
+    previous: _Time | None = None
+    for i, event_node in enumerate(node.value):
+        here = f"{path}[{i}]"
+        values = _fields(event_node, here, EVENT_KEYS, "an event: a mapping with at and prompt", report)
+        if values is None:
+            continue
+        prompt = _required(values, "prompt", event_node, here, report,
+                           lambda n: _text(n, f"{here}.prompt", "a prompt (non-blank text)", report))
+        at = _required(values, "at", event_node, here, report,
+                       lambda n: _time(n, f"{here}.at", fps, report, "a time like 2.5s or 30f"))
+        if not isinstance(at, _Time):
+            continue
+        if at.seconds < 0 or (duration is not None and at.frames >= duration.frames):
+            report.add(values["at"], f"{here}.at",
+                       f"a time inside the shot (0s–{seconds_text(duration.seconds) if duration else '?'})",
+                       at.text)
+            continue
+        if previous is not None and at.frames <= previous.frames:
+            report.add(values["at"], f"{here}.at",
+                       f"a time after the previous event ({previous.text})", at.text,
+                       "list a shot's events in time order")
+            continue
+        previous = at
+        if isinstance(prompt, str):
+            events.append(Event(at.frames, prompt, _mark(event_node)[0]))
+    return tuple(events)
