@@ -1,0 +1,98 @@
+"""The active set of one chunk: routed past frames + the chunk itself, with fresh positions.
+
+Routing is computed once per chunk, at its first denoising step, and held for the remaining
+steps and the clean pass. Why: (1) the sampler integrates one velocity field per chunk —
+swapping the context between steps would change that field mid-trajectory; (2) the gather of
+routed frames from (possibly CPU-resident) history happens once per chunk, not once per step;
+(3) the active set keeps a constant shape across the chunk, which static-shape compilation and
+CUDA graphs need. Each layer routes on its own queries and keys.
+
+Positions: keys are stored un-rotated; the active set is laid out in temporal order (routed
+frames, then the recent window, then the chunk) at contiguous positions 0..n-1, so positions
+never exceed what training saw however long the film is. With a budget covering the whole
+history this is exactly the `full` layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from cinecli.memory.bank import MemoryBank
+from cinecli.memory.policies import MemoryPolicy
+from cinecli.model.rope import RopeTables, apply_rope, cos_sin
+
+
+@dataclass
+class Routing:
+    """Per-layer choice of past frames for one chunk, filled at its first forward and then held."""
+
+    frames: dict[int, Tensor] = field(default_factory=dict)  # layer → [B, n] long
+    gathered: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)  # layer → (k, v) [B, n*S, H, D]
+
+    def active_frames(self) -> int:
+        """Past frames in the active set (same for every layer by construction)."""
+        return next(iter(self.frames.values())).shape[1] if self.frames else 0
+
+
+class ChunkAttention:
+    """AttentionSource for one chunk against the memory bank.
+
+    With `write=True` (the clean pass at t=0) the chunk's own un-rotated keys/values are staged in
+    the bank; the caller commits them once the pass is done.
+    """
+
+    def __init__(
+        self,
+        bank: MemoryBank,
+        policy: MemoryPolicy,
+        routing: Routing,
+        *,
+        chunk_frames: int,
+        rows: int,
+        cols: int,
+        rope: RopeTables,
+        write: bool,
+    ) -> None:
+        self.bank = bank
+        self.policy = policy
+        self.routing = routing
+        self.chunk_frames = chunk_frames
+        self.rows, self.cols = rows, cols
+        self.rope = rope
+        self.write = write
+        self._cos_sin: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def _rotary(self, past: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+        """cos/sin for `past` memory frames followed by the chunk, positions 0..past+f-1."""
+        if past not in self._cos_sin:
+            pos = torch.arange(past + self.chunk_frames, device=device)
+            self._cos_sin[past] = cos_sin(self.rope.frame_angles(pos, self.rows, self.cols), dtype)
+        return self._cos_sin[past]
+
+    def _route(self, layer: int, q: Tensor) -> Tensor:
+        bank, policy = self.bank, self.policy
+        if layer not in self.routing.frames:
+            query = q.float().mean(dim=1) if policy.needs_queries else None  # [B, H, D]
+            self.routing.frames[layer] = policy.select(bank.num_frames, self.chunk_frames, query, bank.descriptors(layer))
+        return self.routing.frames[layer]
+
+    def prepare(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        b, n, h, d = k.shape
+        if self.write:
+            s = self.rows * self.cols
+            self.bank.stage(layer, k.view(b, n // s, s, h, d), v.view(b, n // s, s, h, d))
+        frames = self._route(layer, q)
+        past = frames.shape[1]
+        if past:
+            if layer not in self.routing.gathered:
+                km, vm = self.bank.gather(layer, frames)
+                self.routing.gathered[layer] = (km.flatten(1, 2).to(k.dtype), vm.flatten(1, 2).to(v.dtype))
+            km, vm = self.routing.gathered[layer]
+            k = torch.cat([km, k], dim=1)
+            v = torch.cat([vm, v], dim=1)
+        cos, sin = self._rotary(past, torch.float32, q.device)
+        q_cos, q_sin = cos[past * self.rows * self.cols :], sin[past * self.rows * self.cols :]
+        return apply_rope(q, q_cos, q_sin), apply_rope(k, cos, sin), v, None

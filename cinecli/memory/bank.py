@@ -1,0 +1,205 @@
+"""The KV memory bank: the film's past, one entry per latent frame and layer.
+
+Keys are stored *before* rotary embedding, so any frame can be placed at any temporal position
+when an active set is assembled. Each frame also gets a descriptor (its mean key per head),
+computed once when the frame is written; content-aware routing scores frames by it without
+touching the full keys. Bookkeeping is plain Python ints: nothing here syncs the device.
+
+Storage can live off the compute device (pinned CPU memory) so that only the active set is
+gathered onto the GPU, and can be 8-bit (per token and head absmax), dequantized on gather.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class BankSpec:
+    """Shape and placement of a memory bank."""
+
+    num_layers: int
+    batch: int
+    tokens_per_frame: int
+    num_heads: int
+    head_dim: int
+    dtype: torch.dtype = torch.float32  # working precision of gathered keys/values
+    device: torch.device = torch.device("cpu")  # where attention runs
+    storage: str = "native"  # "native" (dtype) or "int8"
+    offload: bool = False  # keep history in (pinned) CPU memory instead of on `device`
+
+    @property
+    def storage_device(self) -> torch.device:
+        return torch.device("cpu") if self.offload else self.device
+
+    def bytes_per_frame(self) -> int:
+        """Bytes of stored history one latent frame costs across all layers (K and V)."""
+        elems = self.batch * self.tokens_per_frame * self.num_heads * self.head_dim
+        if self.storage == "int8":
+            scale = self.batch * self.tokens_per_frame * self.num_heads * 4
+            per_layer = 2 * (elems + scale)
+        else:
+            per_layer = 2 * elems * torch.empty(0, dtype=self.dtype).element_size()
+        return self.num_layers * per_layer
+
+
+def quantize_int8(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Absmax int8 per token and head (last dim): keys have outlier channels per head, not per frame."""
+    scale = x.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-8) / 127.0
+    q = torch.round(x.float() / scale).clamp(-127, 127).to(torch.int8)
+    return q, scale.squeeze(-1)
+
+
+def dequantize_int8(q: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
+    return (q.float() * scale.unsqueeze(-1)).to(dtype)
+
+
+class _LayerStore:
+    """Growable [B, capacity, S, H, D] storage for one layer (doubling, so appends are amortised O(1))."""
+
+    def __init__(self, spec: BankSpec) -> None:
+        self.spec = spec
+        self.capacity = 0
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+        self.k_scale: Tensor | None = None
+        self.v_scale: Tensor | None = None
+        self.desc: Tensor | None = None  # [B, capacity, H, D] float32 on the compute device
+
+    def _alloc(self, capacity: int) -> None:
+        s = self.spec
+        shape = (s.batch, capacity, s.tokens_per_frame, s.num_heads, s.head_dim)
+        pin = s.offload and torch.cuda.is_available()
+        dtype = torch.int8 if s.storage == "int8" else s.dtype
+
+        def grow(old: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, pin: bool) -> Tensor:
+            new = torch.empty(shape, dtype=dtype, device=device, pin_memory=pin)
+            if old is not None:
+                new[:, : old.shape[1]] = old
+            return new
+
+        self.k = grow(self.k, shape, dtype, s.storage_device, pin)
+        self.v = grow(self.v, shape, dtype, s.storage_device, pin)
+        if s.storage == "int8":
+            self.k_scale = grow(self.k_scale, shape[:-1], torch.float32, s.storage_device, pin)
+            self.v_scale = grow(self.v_scale, shape[:-1], torch.float32, s.storage_device, pin)
+        self.desc = grow(self.desc, (s.batch, capacity, s.num_heads, s.head_dim), torch.float32, s.device, False)
+        self.capacity = capacity
+
+    def write(self, start: int, k: Tensor, v: Tensor) -> None:
+        """Write frames [start, start+f) from k, v [B, f, S, H, D] (un-rotated)."""
+        f = k.shape[1]
+        if start + f > self.capacity:
+            self._alloc(max(2 * self.capacity, start + f, 16))
+        assert self.k is not None and self.v is not None and self.desc is not None
+        dev = self.spec.storage_device
+        if self.spec.storage == "int8":
+            assert self.k_scale is not None and self.v_scale is not None
+            kq, ks = quantize_int8(k)
+            vq, vs = quantize_int8(v)
+            self.k[:, start : start + f] = kq.to(dev, non_blocking=True)
+            self.v[:, start : start + f] = vq.to(dev, non_blocking=True)
+            self.k_scale[:, start : start + f] = ks.to(dev, non_blocking=True)
+            self.v_scale[:, start : start + f] = vs.to(dev, non_blocking=True)
+        else:
+            self.k[:, start : start + f] = k.to(dev, self.spec.dtype, non_blocking=True)
+            self.v[:, start : start + f] = v.to(dev, self.spec.dtype, non_blocking=True)
+        self.desc[:, start : start + f] = k.float().mean(dim=2)
+
+    def gather(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys/values of the given frames ([B, n] long, on the compute device) → [B, n, S, H, D]."""
+        assert self.k is not None and self.v is not None
+        s = self.spec
+        idx = frames.to(s.storage_device)
+        rows = torch.arange(s.batch, device=s.storage_device)[:, None]
+        k, v = self.k[rows, idx], self.v[rows, idx]
+        if s.storage == "int8":
+            assert self.k_scale is not None and self.v_scale is not None
+            k = dequantize_int8(k.to(s.device, non_blocking=True), self.k_scale[rows, idx].to(s.device, non_blocking=True), s.dtype)
+            v = dequantize_int8(v.to(s.device, non_blocking=True), self.v_scale[rows, idx].to(s.device, non_blocking=True), s.dtype)
+            return k, v
+        return k.to(s.device, non_blocking=True), v.to(s.device, non_blocking=True)
+
+
+class MemoryBank:
+    """Per-layer history of keys and values, appended one chunk at a time.
+
+    A chunk's keys/values arrive layer by layer during the clean pass (`stage`) and become
+    visible only at `commit`, so a pass that fails half way leaves the bank as it was.
+    """
+
+    def __init__(self, spec: BankSpec) -> None:
+        self.spec = spec
+        self.num_frames = 0
+        self._layers = [_LayerStore(spec) for _ in range(spec.num_layers)]
+        self._staged: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def descriptors(self, layer: int) -> Tensor:
+        """[B, T, H, D] mean keys of the committed frames (float32, compute device)."""
+        store = self._layers[layer]
+        if store.desc is None:
+            s = self.spec
+            return torch.zeros(s.batch, 0, s.num_heads, s.head_dim, device=s.device)
+        return store.desc[:, : self.num_frames]
+
+    def gather(self, layer: int, frames: Tensor) -> tuple[Tensor, Tensor]:
+        return self._layers[layer].gather(frames)
+
+    def stage(self, layer: int, k: Tensor, v: Tensor) -> None:
+        """Hold one layer's new frames [B, f, S, H, D] until the whole pass is done."""
+        self._staged[layer] = (k.detach(), v.detach())
+
+    def commit(self) -> int:
+        """Make the staged frames part of history; returns how many frames were added."""
+        if len(self._staged) != self.spec.num_layers:
+            raise RuntimeError(f"clean pass staged {len(self._staged)} of {self.spec.num_layers} layers")
+        added = next(iter(self._staged.values()))[0].shape[1]
+        for layer, (k, v) in self._staged.items():
+            self._layers[layer].write(self.num_frames, k, v)
+        self._staged.clear()
+        self.num_frames += added
+        return added
+
+    def nbytes(self) -> int:
+        """Bytes of history held (committed frames only)."""
+        return self.num_frames * self.spec.bytes_per_frame()
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def to_tensors(self) -> dict[str, Tensor]:
+        """Committed history as flat named tensors (contiguous, CPU) for safetensors."""
+        out: dict[str, Tensor] = {}
+        n = self.num_frames
+        for i, st in enumerate(self._layers):
+            if st.k is None:
+                continue
+            out[f"layer{i}.k"] = st.k[:, :n].contiguous().cpu()
+            out[f"layer{i}.v"] = st.v[:, :n].contiguous().cpu()  # type: ignore[index]
+            out[f"layer{i}.desc"] = st.desc[:, :n].contiguous().cpu()  # type: ignore[index]
+            if st.k_scale is not None:
+                out[f"layer{i}.k_scale"] = st.k_scale[:, :n].contiguous().cpu()
+                out[f"layer{i}.v_scale"] = st.v_scale[:, :n].contiguous().cpu()  # type: ignore[index]
+        return out
+
+    def load_tensors(self, tensors: dict[str, Tensor], num_frames: int) -> None:
+        """Restore history saved by `to_tensors` (the spec must match the one it was saved with)."""
+        self.__init__(self.spec)  # type: ignore[misc]
+        if num_frames == 0:
+            return
+        for i, st in enumerate(self._layers):
+            st._alloc(max(num_frames, 16))
+            dev = self.spec.storage_device
+            st.k[:, :num_frames] = tensors[f"layer{i}.k"].to(dev)  # type: ignore[index]
+            st.v[:, :num_frames] = tensors[f"layer{i}.v"].to(dev)  # type: ignore[index]
+            st.desc[:, :num_frames] = tensors[f"layer{i}.desc"].to(self.spec.device)  # type: ignore[index]
+            if self.spec.storage == "int8":
+                st.k_scale[:, :num_frames] = tensors[f"layer{i}.k_scale"].to(dev)  # type: ignore[index]
+                st.v_scale[:, :num_frames] = tensors[f"layer{i}.v_scale"].to(dev)  # type: ignore[index]
+        self.num_frames = num_frames
+
+    def truncate(self, num_frames: int) -> None:
+        """Forget frames from `num_frames` on (re-render from an earlier restore point)."""
+        assert 0 <= num_frames <= self.num_frames
+        self.num_frames = num_frames

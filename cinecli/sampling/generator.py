@@ -1,0 +1,153 @@
+"""The one chunk-generation loop, used by render, resume, benchmarks and training rollouts.
+
+For each chunk: (1) draw its noise from per-frame seeds, (2) denoise over the step list against
+the active set the memory policy routes in, (3) run once more on the clean result at t = 0 so the
+chunk's keys/values enter the memory bank. Earlier chunks are never recomputed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+
+from cinecli.memory.active import ChunkAttention, Routing
+from cinecli.memory.bank import MemoryBank
+from cinecli.memory.policies import MemoryPolicy
+from cinecli.model.transformer import TextContext, WanTransformer
+from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How a chunk is denoised.
+
+    `few-step`: predict the clean chunk, re-noise to the next level, repeat (distilled students).
+    `ode`: Euler steps along the predicted velocity (the multi-step base model), with optional
+    classifier-free guidance against the empty prompt.
+    """
+
+    steps: int = 4
+    shift: float = 5.0
+    mode: Literal["few-step", "ode"] = "few-step"
+    guidance: float = 1.0
+
+    @property
+    def schedule(self) -> StepSchedule:
+        return StepSchedule(self.steps, self.shift)
+
+
+@dataclass(frozen=True)
+class ChunkRequest:
+    """What one chunk needs from the plan: per latent frame, its prompt, cut flag and noise seed."""
+
+    index: int
+    prompts: tuple[int, ...]  # index into the generator's prompt list, per latent frame
+    cuts: tuple[bool, ...]
+    noise_seeds: tuple[int, ...]
+
+    @property
+    def frames(self) -> int:
+        return len(self.prompts)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    latents: Tensor  # [1, C, f, h, w] clean latents (model space)
+    active_frames: int  # past frames the chunk attended to
+    active_tokens: int  # keys per query in self-attention (past + chunk)
+
+
+def frame_noise(seeds: Sequence[int], step: int, shape: tuple[int, int, int]) -> Tensor:
+    """Noise [1, C, f, h, w] on the CPU from per-frame seeds, so any device gives the same film.
+
+    Step 0 is the initial noise; later steps are the re-noising draws of the few-step sampler.
+    """
+    frames = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed((seed * 0x9E3779B1 + step * 0x85EBCA77) % (2**63))
+        frames.append(torch.randn(shape, generator=g))
+    return torch.stack(frames, dim=1).unsqueeze(0)
+
+
+class ChunkGenerator:
+    """Generates a film's latents chunk by chunk through the memory bank."""
+
+    def __init__(
+        self,
+        model: WanTransformer,
+        bank: MemoryBank,
+        policy: MemoryPolicy,
+        sampler: SamplerConfig,
+        *,
+        latent_shape: tuple[int, int, int],  # (C, h, w) of one latent frame
+        chunk_frames: int,
+    ) -> None:
+        self.model = model
+        self.bank = bank
+        self.policy = policy
+        self.sampler = sampler
+        self.latent_shape = latent_shape
+        self.chunk_frames = chunk_frames
+        self.rows, self.cols = model.config.grid(latent_shape[1], latent_shape[2])
+        self.calls = 0  # transformer forwards so far (tests count regeneration with it)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def _source(self, routing: Routing, frames: int, write: bool) -> ChunkAttention:
+        return ChunkAttention(
+            self.bank, self.policy, routing, chunk_frames=frames, rows=self.rows, cols=self.cols,
+            rope=self.model.rope, write=write,
+        )
+
+    def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, text: TextContext, uncond: TextContext | None, routing: Routing) -> Tensor:
+        model = self.model
+        t = torch.full((1, req.frames), sigma * 1000.0, device=self.device)
+        fp = torch.tensor([req.prompts], device=self.device)
+        cut = torch.tensor([req.cuts], device=self.device)
+        src = self._source(routing, req.frames, write=False)
+        self.calls += 1
+        v = model(x, t, text, fp, src, cut)
+        if uncond is not None and self.sampler.guidance != 1.0:
+            self.calls += 1
+            v_u = model(x, t, uncond, torch.zeros_like(fp), src, cut)
+            v = v_u + self.sampler.guidance * (v - v_u)
+        return v.float()
+
+    @torch.no_grad()
+    def generate(self, req: ChunkRequest, text: TextContext, uncond: TextContext | None = None) -> ChunkResult:
+        """Denoise one chunk and write it into memory. `text` holds the prompts `req.prompts` index."""
+        sig = self.sampler.schedule.sigmas().tolist()
+        routing = Routing()
+        noise = frame_noise(req.noise_seeds, 0, self.latent_shape).to(self.device)
+        x = noise.to(self.dtype)
+        x0 = x
+        # 1. denoise over the step list (routing is computed at the first step and held)
+        for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
+            v = self._velocity(x, s, req, text, uncond, routing)
+            if self.sampler.mode == "ode":
+                x = (x.float() + (s_next - s) * v).to(self.dtype)
+                x0 = x
+            else:
+                x0 = predict_x0(x.float(), v, s)
+                if s_next > 0:
+                    x = add_noise(x0, frame_noise(req.noise_seeds, i + 1, self.latent_shape).to(self.device), s_next).to(self.dtype)
+            x0 = x0.to(self.dtype)
+        # 2. clean pass at t = 0: the chunk's keys and values enter memory
+        t0 = torch.zeros(1, req.frames, device=self.device)
+        fp = torch.tensor([req.prompts], device=self.device)
+        cut = torch.tensor([req.cuts], device=self.device)
+        self.calls += 1
+        self.model(x0, t0, text, fp, self._source(routing, req.frames, write=True), cut, skip_head=True)
+        self.bank.commit()
+        past = routing.active_frames()
+        tokens = (past + req.frames) * self.rows * self.cols
+        return ChunkResult(latents=x0, active_frames=past, active_tokens=tokens)

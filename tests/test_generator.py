@@ -1,0 +1,162 @@
+"""The causal generator: chunked generation through memory equals the block-causal reference,
+CAMR routes by content, and the active set stays bounded."""
+
+from __future__ import annotations
+
+import torch
+
+from cinecli.memory.active import ChunkAttention, Routing
+from cinecli.memory.bank import BankSpec, MemoryBank
+from cinecli.memory.policies import CamrPolicy, FullPolicy, NoMemoryPolicy, WindowPolicy
+from cinecli.model.attention import SequenceAttention
+from cinecli.model.config import preset
+from cinecli.model.rope import RopeTables
+from cinecli.model.transformer import WanTransformer
+from cinecli.sampling.generator import ChunkGenerator, ChunkRequest, SamplerConfig
+
+CFG = preset("tiny", dim=64, num_layers=2, num_heads=2, ffn_dim=128, text_dim=32, freq_dim=32, text_len=6, in_channels=4, out_channels=4)
+H, W, CHUNK = 4, 6, 3  # latent frame 4x6 → 2x3 tokens
+
+
+def _model() -> WanTransformer:
+    torch.manual_seed(1)
+    return WanTransformer(CFG).eval()
+
+
+def _bank(model: WanTransformer) -> MemoryBank:
+    rows, cols = CFG.grid(H, W)
+    return MemoryBank(BankSpec(CFG.num_layers, 1, rows * cols, CFG.num_heads, CFG.head_dim))
+
+
+def _text(model: WanTransformer, prompts: int = 2):
+    g = torch.Generator().manual_seed(2)
+    return model.encode_text(torch.randn(1, prompts, CFG.text_len, CFG.text_dim, generator=g))
+
+
+def _chunked(model, x, t, fp, cut, policy):
+    """Every chunk attends to the bank, then writes its own keys/values (cache what was computed)."""
+    bank = _bank(model)
+    rows, cols = CFG.grid(H, W)
+    text = _text(model)
+    outs = []
+    for c in range(x.shape[2] // CHUNK):
+        sl = slice(c * CHUNK, (c + 1) * CHUNK)
+        src = ChunkAttention(bank, policy, Routing(), chunk_frames=CHUNK, rows=rows, cols=cols, rope=model.rope, write=True)
+        outs.append(model(x[:, :, sl], t[:, sl], text, fp[:, sl], src, cut[:, sl]))
+        bank.commit()
+    return torch.cat(outs, dim=2), bank
+
+
+def test_chunked_full_memory_equals_block_causal_sequence() -> None:
+    model = _model()
+    frames = 12
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, CFG.in_channels, frames, H, W, generator=g)
+    t = torch.rand(1, frames, generator=g) * 1000
+    fp = torch.tensor([[0] * 5 + [1] * 7])
+    cut = torch.zeros(1, frames, dtype=torch.long)
+    cut[0, 5] = 1
+    rows, cols = CFG.grid(H, W)
+    with torch.no_grad():
+        src = SequenceAttention.causal(frames, CHUNK, rows, cols, model.rope, torch.float32, x.device)
+        ref = model(x, t, _text(model), fp, src, cut)
+        out, _ = _chunked(model, x, t, fp, cut, FullPolicy())
+    assert out.shape == ref.shape == x.shape
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-4)
+
+
+def test_packed_teacher_forcing_matches_generation_layout() -> None:
+    """Noisy chunk c in the packed layout sees what generation shows it: clean chunks < c."""
+    model = _model()
+    frames = 9
+    g = torch.Generator().manual_seed(4)
+    clean = torch.randn(1, CFG.in_channels, frames, H, W, generator=g)
+    noisy = torch.randn(1, CFG.in_channels, frames, H, W, generator=g)
+    t_noisy = torch.rand(1, frames, generator=g) * 1000
+    fp = torch.zeros(1, frames, dtype=torch.long)
+    rows, cols = CFG.grid(H, W)
+    text = _text(model)
+    with torch.no_grad():
+        src = SequenceAttention.packed(frames, CHUNK, rows, cols, model.rope, torch.float32, clean.device)
+        packed = model(torch.cat([clean, noisy], 2), torch.cat([torch.zeros(1, frames), t_noisy], 1), text, torch.cat([fp, fp], 1), src)
+        bank = _bank(model)
+        for c in range(frames // CHUNK):
+            sl = slice(c * CHUNK, (c + 1) * CHUNK)
+            read = ChunkAttention(bank, FullPolicy(), Routing(), chunk_frames=CHUNK, rows=rows, cols=cols, rope=model.rope, write=False)
+            out = model(noisy[:, :, sl], t_noisy[:, sl], text, fp[:, sl], read)
+            torch.testing.assert_close(out, packed[:, :, frames:][:, :, sl], atol=2e-5, rtol=1e-4)
+            write = ChunkAttention(bank, FullPolicy(), Routing(), chunk_frames=CHUNK, rows=rows, cols=cols, rope=model.rope, write=True)
+            model(clean[:, :, sl], torch.zeros(1, CHUNK), text, fp[:, sl], write)
+            bank.commit()
+
+
+def _generate(policy, chunks: int, steps: int = 2):
+    model = _model()
+    gen = ChunkGenerator(model, _bank(model), policy, SamplerConfig(steps=steps), latent_shape=(CFG.in_channels, H, W), chunk_frames=CHUNK)
+    text = _text(model, 1)
+    results = []
+    for c in range(chunks):
+        req = ChunkRequest(c, (0,) * CHUNK, (c == 0,) + (False,) * (CHUNK - 1), tuple(range(c * CHUNK, (c + 1) * CHUNK)))
+        results.append(gen.generate(req, text))
+    return results
+
+
+def test_camr_with_budget_covering_history_equals_full() -> None:
+    # 4 chunks: at most 9 past frames ≤ 3 recent chunks (9) + top-5, so CAMR keeps everything
+    full = _generate(FullPolicy(), 5)
+    camr = _generate(CamrPolicy(recent_chunks=3, top_k=5), 5)
+    for a, b in zip(full, camr):
+        assert torch.equal(a.latents, b.latents)
+    # beyond the budget the active set is bounded and the film differs from `full`
+    full8 = _generate(FullPolicy(), 8)
+    camr8 = _generate(CamrPolicy(recent_chunks=1, top_k=2), 8)
+    assert camr8[-1].active_frames == 1 * CHUNK + 2 < full8[-1].active_frames
+    assert not torch.equal(full8[-1].latents, camr8[-1].latents)
+
+
+def test_camr_routes_planted_frame_that_window_misses() -> None:
+    """A far-past frame whose keys match the chunk's queries is routed in by CAMR, not by window."""
+    torch.manual_seed(5)
+    spec = BankSpec(num_layers=1, batch=1, tokens_per_frame=4, num_heads=2, head_dim=8)
+    bank = MemoryBank(spec)
+    query_dir = torch.randn(2, 8)
+    for f in range(40):
+        k = torch.randn(1, 1, 4, 2, 8) * 0.1
+        if f == 7:
+            k = query_dir.expand(1, 1, 4, 2, 8) * 3.0
+        bank.stage(0, k, torch.randn(1, 1, 4, 2, 8))
+        bank.commit()
+    q = query_dir.expand(1, 4 * CHUNK, 2, 8).clone()
+    chosen = {}
+    for policy in (CamrPolicy(recent_chunks=2, top_k=3), WindowPolicy(recent_chunks=3)):
+        routing = Routing()
+        src = ChunkAttention(bank, policy, routing, chunk_frames=CHUNK, rows=2, cols=2, rope=RopeTables.build((4, 2, 2), 64, 10000.0), write=False)
+        src.prepare(0, q, torch.zeros_like(q), torch.zeros_like(q))
+        chosen[policy.name] = routing.frames[0][0].tolist()
+    assert 7 in chosen["camr"]
+    assert 7 not in chosen["window"]
+    assert len(chosen["camr"]) == len(chosen["window"]) == 9
+
+
+def test_active_tokens_constant_over_long_film() -> None:
+    rows, cols = CFG.grid(H, W)
+    for policy in (CamrPolicy(recent_chunks=3, top_k=5), WindowPolicy(recent_chunks=3, sink_frames=2)):
+        results = _generate(policy, 200, steps=1)
+        tokens = {r.active_tokens for r in results[5:]}
+        assert tokens == {(policy.budget(CHUNK) + CHUNK) * rows * cols}, policy.name
+    none = _generate(NoMemoryPolicy(), 6, steps=1)
+    assert {r.active_frames for r in none} == {0}
+
+
+def test_int8_history_stays_close_to_native() -> None:
+    model = _model()
+    rows, cols = CFG.grid(H, W)
+    outs = {}
+    for storage in ("native", "int8"):
+        spec = BankSpec(CFG.num_layers, 1, rows * cols, CFG.num_heads, CFG.head_dim, storage=storage)
+        gen = ChunkGenerator(model, MemoryBank(spec), FullPolicy(), SamplerConfig(steps=2), latent_shape=(CFG.in_channels, H, W), chunk_frames=CHUNK)
+        text = _text(model, 1)
+        res = [gen.generate(ChunkRequest(c, (0,) * CHUNK, (False,) * CHUNK, tuple(range(c * CHUNK, (c + 1) * CHUNK))), text) for c in range(4)]
+        outs[storage] = torch.cat([r.latents for r in res], 2)
+    err = (outs["int8"] - outs["native"]).norm() / outs["native"].norm()
+    assert err < 0.05, err
