@@ -276,6 +276,10 @@ def _int(node: Node, path: str, low: int, high: int, report: _Report, what: str 
     return value
 
 
+def _seed(node: Node, path: str, report: _Report) -> int | None:
+    return _int(node, path, 0, SEED_LIMIT - 1, report, "a whole number seed, 0 or more (below 2^63)")
+
+
 def _choice(node: Node, path: str, choices: tuple[str, ...], report: _Report) -> str | None:
     """One of a few fixed words, with a spelling hint."""
     what = "one of " + ", ".join(choices)
@@ -365,7 +369,7 @@ def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> Fi
     model = get("model", lambda n: _text(n, "film.model", "a model name or path (text)", report, 4096), "default")
     size = get("resolution", lambda n: _resolution(n, fmt, report), fmt.default_resolution)
     fps = get("fps", lambda n: _fps(n, fmt, report), fmt.default_fps)
-    seed = get("seed", lambda n: _int(n, "film.seed", 0, SEED_LIMIT - 1, report), 0)
+    seed = get("seed", lambda n: _seed(n, "film.seed", report), 0)
     memory = get("memory", lambda n: _memory(n, report), MemorySettings())
     quantize = get("quantize", lambda n: _choice(n, "film.quantize", QUANTIZE_MODES, report), "none")
     steps = get("steps", lambda n: _int(n, "film.steps", *STEPS_RANGE, report), None)
@@ -447,7 +451,7 @@ def _shots(node: Node | None, root: Node, fps: int, report: _Report) -> tuple[Sh
                    "split the film into several screenplays")
         return None
     shots = [_shot(shot_node, i, fps, report) for i, shot_node in enumerate(node.value)]
-    _check_ids(shots, node.value, report)
+    _check_ids(node.value, report)
     total = sum(shot.duration_frames for shot in shots if shot is not None)
     if total > MAX_FILM_SECONDS * fps:
         report.add(node, "shots", "a film of at most 4 hours", f"{_long_time(total / fps)} in total",
@@ -477,7 +481,7 @@ def _shot(node: Node, index: int, fps: int, report: _Report) -> Shot | None:
     if index == 0 and cut == "continue":
         report.add(values["cut"], f"{path}.cut", "'cut' for the first shot", "continue",
                    "there is nothing before the first shot to continue")
-    seed = None if _is_null(values.get("seed")) else _int(values["seed"], f"{path}.seed", 0, SEED_LIMIT - 1, report)
+    seed = None if _is_null(values.get("seed")) else _seed(values["seed"], f"{path}.seed", report)
     events = _events(values.get("events"), path, duration, fps, report)
     if len(report.problems) > before:
         return None
@@ -502,30 +506,41 @@ def _required(values: dict[str, Node], key: str, node: Node, path: str, report: 
 
 def _shot_id(node: Node | None, path: str, index: int, report: _Report) -> str:
     """The id as written (so `id: 007` stays "007"), or shot-N for an unnamed shot."""
-    if _is_null(node):
-        return f"shot-{index + 1}"
-    what = f"an id of letters, digits, - and _ (at most {MAX_ID_CHARS})"
-    text = str(node.value).strip() if isinstance(node, ScalarNode) else ""
-    if not isinstance(node, ScalarNode) or not _ID_RE.fullmatch(text) or len(text) > MAX_ID_CHARS:
-        hint = f"try '{re.sub(r'[^A-Za-z0-9_-]+', '-', text).strip('-')}'" if text else ""
-        report.add(node, f"{path}.id", what, hint=hint if hint != "try ''" else "")  # type: ignore[arg-type]
+    text = _id_text(node, index)
+    if text is None:
+        written = str(node.value).strip() if isinstance(node, ScalarNode) else ""
+        suggestion = re.sub(r"[^A-Za-z0-9_-]+", "-", written).strip("-")[:MAX_ID_CHARS]
+        report.add(node, f"{path}.id", f"an id of letters, digits, - and _ (at most {MAX_ID_CHARS})",  # type: ignore[arg-type]
+                   hint=f"try '{suggestion}'" if suggestion else "")
         return f"shot-{index + 1}"
     return text
 
 
-def _check_ids(shots: list[Shot | None], nodes: list[Node], report: _Report) -> None:
-    """Ids name shots in resume state and output files, so they must be unique."""
-    seen: dict[str, int] = {}
-    for shot, node in zip(shots, nodes):
-        if shot is None:
+def _id_text(node: Node | None, index: int) -> str | None:
+    """A shot's id, or None when the written id is not a valid one."""
+    if _is_null(node):
+        return f"shot-{index + 1}"
+    text = str(node.value).strip() if isinstance(node, ScalarNode) else ""
+    return text if _ID_RE.fullmatch(text) and len(text) <= MAX_ID_CHARS else None
+
+
+def _check_ids(nodes: list[Node], report: _Report) -> None:
+    """Ids name shots in resume state and output files, so they must be unique.
+
+    Checked on the raw nodes so a duplicate is reported even in a shot with other problems.
+    """
+    seen: dict[str, Node] = {}
+    for index, node in enumerate(nodes):
+        id_node = _child(node, "id")
+        shot_id = _id_text(id_node, index)
+        if shot_id is None:
             continue
-        if shot.id in seen:
-            first = seen[shot.id]
-            id_node = _child(node, "id") or node
-            report.add(id_node, f"shots[{shot.index}].id", "a unique shot id", f"'{shot.id}' again",
-                       f"shots[{first}] on line {shots[first].line} already uses it")  # type: ignore[union-attr]
+        if shot_id in seen:
+            first = seen[shot_id]
+            report.add(id_node or node, f"shots[{index}].id", "a unique shot id", f"'{shot_id}' again",
+                       f"the shot on line {first.start_mark.line + 1} already uses it")
         else:
-            seen[shot.id] = shot.index
+            seen[shot_id] = node
 
 
 def _duration(node: Node, path: str, fps: int, report: _Report) -> _Time | None:

@@ -1,0 +1,231 @@
+"""The `cinecli` command line: thin wrappers that parse options, call a package, print.
+
+Exit codes are part of the interface for scripts and CI: 0 ok, 1 failure,
+2 invalid input (the screenplay or the command line is wrong; nothing was written).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cinecli import __version__
+from cinecli.screenplay import (
+    FilmFormat,
+    Plan,
+    Screenplay,
+    ScreenplayError,
+    load_screenplay_resolving,
+    plan_film,
+    seconds_text,
+    shot_hashes,
+    vocabulary_warnings,
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_INVALID = 2
+
+app = typer.Typer(
+    name="cinecli",
+    help="Render a YAML screenplay into a film with a causal video diffusion model.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+SCRIPT_ARG = typer.Argument(..., help="The screenplay YAML file.", show_default=False)
+JSON_OPT = typer.Option(False, "--json", help="Print a machine-readable JSON result on stdout.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cinecli {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(  # noqa: UP007 - typer needs Optional on 3.9-style hints
+        None, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Render a YAML screenplay into a film with a causal video diffusion model.
+
+    Start with [bold]cinecli validate examples/quickstart.yaml[/bold].
+    """
+
+
+# ---------------------------------------------------------------- validate
+
+
+@app.command(epilog=(
+    "[bold]Example:[/bold]\n\n"
+    "  [cyan]cinecli validate examples/quickstart.yaml[/cyan]\n\n"
+    "  [cyan]cinecli validate --json film.yaml[/cyan]   (exit code 2 when the screenplay is invalid)"
+))
+def validate(script: Path = SCRIPT_ARG, json_output: bool = JSON_OPT) -> None:
+    """Check a screenplay without loading any model: every problem with file:line:column."""
+    sp, fmt, plan = _load_or_exit(script, json_output)
+    warnings = vocabulary_warnings(sp, fmt)
+    if json_output:
+        _echo_json({"ok": True, **_summary(sp, plan), "notes": list(plan.notes), "warnings": warnings})
+        return
+    typer.echo(f"ok: {_count(len(sp.shots), 'shot')}, {_seconds(plan.seconds)} s, {plan.frames} frames")
+    for note in plan.notes:
+        typer.echo(f"note: {note}")
+    for warning in warnings:
+        typer.echo(f"warning: {warning}")
+
+
+# ---------------------------------------------------------------- plan
+
+
+@app.command(epilog=(
+    "[bold]Example:[/bold]\n\n"
+    "  [cyan]cinecli plan examples/events.yaml[/cyan]\n\n"
+    "  [cyan]cinecli plan --json examples/return.yaml[/cyan]"
+))
+def plan(script: Path = SCRIPT_ARG, json_output: bool = JSON_OPT) -> None:
+    """Show where every shot, cut and prompt change lands on the model's latent frames and chunks.
+
+    Loads no model: this is what a render would do, and how long it is.
+    """
+    sp, fmt, film_plan = _load_or_exit(script, json_output)
+    warnings = vocabulary_warnings(sp, fmt)
+    if json_output:
+        _echo_json({"ok": True, **_plan_json(sp, film_plan), "warnings": warnings})
+        return
+    console = Console()
+    console.print(Text(_plan_header(sp, fmt, film_plan)))
+    console.print(_plan_table(film_plan))
+    for note in film_plan.notes:
+        console.print(Text(f"note: {note}"))
+    for warning in warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _load_or_exit(script: Path, json_output: bool) -> tuple[Screenplay, FilmFormat, Plan]:
+    """Load, validate and plan; invalid input ends the command with exit code 2."""
+    from cinecli.model.formats import film_format  # imported here so --help stays instant
+
+    try:
+        sp, fmt = load_screenplay_resolving(script, film_format)
+        return sp, fmt, plan_film(sp, fmt)
+    except ScreenplayError as exc:
+        _report_problems(exc, json_output)
+        raise typer.Exit(EXIT_INVALID) from None
+    except OSError as exc:
+        typer.echo(f"error: cannot read {script}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+
+
+def _report_problems(exc: ScreenplayError, json_output: bool) -> None:
+    if json_output:
+        problems = [{**vars(p), "message": str(p)} for p in exc.problems]
+        _echo_json({"ok": False, "problems": problems})
+        return
+    for problem in exc.problems:
+        typer.echo(str(problem), err=True)
+    typer.echo(f"{_count(len(exc.problems), 'problem')} found; nothing was written", err=True)
+
+
+def _echo_json(value: object) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.2f}".rstrip("0").rstrip(".")
+
+
+def _summary(sp: Screenplay, plan: Plan) -> dict[str, object]:
+    return {
+        "file": str(sp.path), "title": sp.film.title, "model": sp.film.model, "sha256": sp.sha256,
+        "shots": len(sp.shots), "seconds": round(plan.seconds, 3), "frames": plan.frames,
+        "width": plan.width, "height": plan.height, "fps": plan.fps,
+        "latent_frames": len(plan.latents), "chunk_frames": plan.chunk_frames, "chunks": plan.num_chunks,
+    }
+
+
+def _plan_json(sp: Screenplay, plan: Plan) -> dict[str, object]:
+    hashes = shot_hashes(sp)
+    shots = []
+    for shot, digest in zip(plan.shots, hashes):
+        chunks = plan.shot_chunks(shot.index)
+        shots.append({
+            "index": shot.index, "id": shot.id, "cut": shot.cut,
+            "frame_start": shot.frame_start, "frame_end": shot.frame_end,
+            "scripted_start": shot.scripted_start, "scripted_end": shot.scripted_end,
+            "latent_start": shot.latent_start, "latent_end": shot.latent_end,
+            "chunks": [chunks.start, chunks.stop],
+            "prompts": [
+                {"latent": latent, "frame": plan.grid.frame_start(latent),
+                 "at": round((plan.grid.frame_start(latent) - shot.frame_start) / plan.fps, 3),
+                 "prompt": plan.prompts[prompt]}
+                for latent, prompt in plan.prompt_changes(shot.index)
+            ],
+            "hash": digest,
+        })
+    return {
+        **_summary(sp, plan),
+        "grid": {"stride": plan.grid.stride, "first_alone": plan.grid.first_alone},
+        "prompts": list(plan.prompts), "shot_plans": shots, "notes": list(plan.notes),
+    }
+
+
+def _plan_header(sp: Screenplay, fmt: FilmFormat, plan: Plan) -> str:
+    return (f"{sp.film.title}: {plan.width}x{plan.height} at {plan.fps} fps, {_seconds(plan.seconds)} s, "
+            f"{plan.frames} frames = {len(plan.latents)} latent frames in "
+            f"{_count(plan.num_chunks, 'chunk')} of {plan.chunk_frames} (model {fmt.model})")
+
+
+def _plan_table(plan: Plan) -> Table:
+    """One row per shot; user text goes in as Text so brackets in prompts are never markup."""
+    table = Table(show_lines=True)
+    for column, justify in (("#", "right"), ("shot", "left"), ("cut", "left"), ("start", "left"),
+                            ("end", "left"), ("latents", "right"), ("chunks", "right"), ("prompts", "left")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for shot in plan.shots:
+        chunks = plan.shot_chunks(shot.index)
+        table.add_row(
+            str(shot.index + 1), Text(shot.id), shot.cut,
+            Text(_frame_cell(shot.frame_start, shot.scripted_start, plan.fps)),
+            Text(_frame_cell(shot.frame_end, shot.scripted_end, plan.fps)),
+            f"{shot.latent_start}–{shot.latent_end - 1}",
+            f"{chunks.start}–{chunks.stop - 1}" if len(chunks) > 1 else str(chunks.start),
+            Text(_prompt_cell(plan, shot.index)),
+        )
+    return table
+
+
+def _frame_cell(placed: int, scripted: int, fps: int) -> str:
+    cell = f"{seconds_text(placed / fps)} f{placed}"
+    return cell if placed == scripted else f"{cell}\n(scripted {seconds_text(scripted / fps)} f{scripted})"
+
+
+def _prompt_cell(plan: Plan, shot: int) -> str:
+    start = plan.shots[shot].frame_start
+    lines = []
+    for i, (latent, prompt) in enumerate(plan.prompt_changes(shot)):
+        offset = seconds_text((plan.grid.frame_start(latent) - start) / plan.fps)
+        lines.append(plan.prompts[prompt] if i == 0 else f"+{offset}: {plan.prompts[prompt]}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="cinecli")
