@@ -20,7 +20,10 @@ from typing import Mapping, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["line_plot", "render_line_plot", "nice_ticks", "load_font", "fit_text", "save_png_atomic"]
+__all__ = [
+    "line_plot", "render_line_plot", "nice_ticks",
+    "load_font", "fit_text", "font_px", "text_width", "save_png_atomic",
+]
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -71,6 +74,15 @@ def _encodable(font: Font, char: str) -> bool:
         return True
     except (UnicodeError, ValueError):
         return False
+
+
+def font_px(font: Font) -> int:
+    """Nominal pixel size of a font; Pillow's bitmap fallback has no ``size``, so measure it."""
+    size = getattr(font, "size", None)
+    if size:
+        return int(size)
+    left, top, right, bottom = font.getbbox("Ag")
+    return int(bottom - top) or 11
 
 
 def text_width(font: Font, text: str) -> float:
@@ -187,10 +199,10 @@ def render_line_plot(
     swatch = 22 * ss
     legend_w = (max((text_width(f_label, n) for n in names), default=0) + swatch + 24 * ss) if names else 0
     legend_w = min(legend_w, W * 0.35)
-    left = 16 * ss + f_label.size + 10 * ss + max((text_width(f_tick, s) for s in ylabels), default=0) + 8 * ss
+    left = 16 * ss + font_px(f_label) + 10 * ss + max((text_width(f_tick, s) for s in ylabels), default=0) + 8 * ss
     right = W - 28 * ss - legend_w
-    top = 20 * ss + f_title.size + 14 * ss
-    bottom = H - (14 * ss + f_label.size + 10 * ss + f_tick.size + 8 * ss)
+    top = 20 * ss + font_px(f_title) + 14 * ss
+    bottom = H - (14 * ss + font_px(f_label) + 10 * ss + font_px(f_tick) + 8 * ss)
 
     # Title, centred over the plot area.
     t = fit_text(f_title, title)
@@ -214,7 +226,7 @@ def render_line_plot(
               fill=ink, anchor="md")
     ytext = fit_text(f_label, ylabel)
     tw = int(text_width(f_label, ytext)) + 4 * ss
-    label_img = Image.new("RGBA", (max(tw, 1), f_label.size + 6 * ss), (255, 255, 255, 0))
+    label_img = Image.new("RGBA", (max(tw, 1), font_px(f_label) + 6 * ss), (255, 255, 255, 0))
     ImageDraw.Draw(label_img).text((2 * ss, 1 * ss), ytext, font=f_label, fill=ink + (255,))
     label_img = label_img.rotate(90, expand=True)
     img.paste(label_img, (14 * ss, int((top + bottom) / 2 - label_img.height / 2)), label_img)
@@ -237,9 +249,9 @@ def render_line_plot(
                 px, py = xr.at(x, left, right), yr.at(y, bottom, top)
                 draw.ellipse([px - r, py - r, px + r, py + r], fill=color)
         # Legend entry.
-        ly = top + 6 * ss + i * (f_label.size + 10 * ss)
+        ly = top + 6 * ss + i * (font_px(f_label) + 10 * ss)
         lx = right + 16 * ss
-        draw.line([(lx, ly + f_label.size / 2), (lx + swatch - 6 * ss, ly + f_label.size / 2)],
+        draw.line([(lx, ly + font_px(f_label) / 2), (lx + swatch - 6 * ss, ly + font_px(f_label) / 2)],
                   fill=color, width=3 * ss)
         draw.text((lx + swatch, ly), _ellipsise(f_label, name, legend_w - swatch - 20 * ss),
                   font=f_label, fill=ink)
