@@ -1,10 +1,14 @@
-"""Film formats of the models cinecli can render with, available without loading weights."""
+"""Film formats of the models cinecli can render with, available without loading weights.
+
+Validation and planning run before any model is loaded, so a model's format comes from its
+card (`model.json`), never from the weights.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cinecli.screenplay.format import FilmFormat, TemporalGrid
+from cinecli.screenplay.format import FilmFormat
 
 
 def film_format(model_ref: str, script_dir: Path) -> FilmFormat:
@@ -14,17 +18,7 @@ def film_format(model_ref: str, script_dir: Path) -> FilmFormat:
     "default" model is known so far.
     """
     if model_ref == "default":
-        return FilmFormat(
-            model="default",
-            grid=TemporalGrid(stride=4, first_alone=False),
-            chunk_frames=3,
-            spatial_multiple=16,
-            resolutions=((192, 128),),
-            fps=(12,),
-            default_resolution=(192, 128),
-            default_fps=12,
-            default_steps=4,
-            max_pixels=192 * 128,
-            vocabulary=None,
-        )
+        from cinecli.model.card import default_card
+
+        return default_card().film_format()
     raise ValueError(f"unknown model '{model_ref}' (looked in {script_dir}); only 'default' is available")

@@ -1,0 +1,132 @@
+"""A renderable model: transformer + text encoder + autoencoder + how to sample it.
+
+The shipped default model lives in `cinecli/weights/default/` as safetensors files plus a
+`model.json` card. When those files are absent (a development checkout before training), the
+default is a seeded, randomly initialised model of the same shape, and the bundle says so
+(`trained=False`) so the CLI can warn instead of pretending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, load_autoencoder
+from cinecli.model.config import TransformerConfig, preset
+from cinecli.model.text import WordTextEncoder
+from cinecli.model.transformer import WanTransformer
+from cinecli.sampling.generator import SamplerConfig
+from cinecli.model.card import DEFAULT_DIR, ModelCard, default_card
+from cinecli.screenplay.format import FilmFormat
+
+TRANSFORMER_FORMAT = "cinecli-transformer-v1"
+
+
+@dataclass
+class ModelBundle:
+    card: ModelCard
+    transformer: WanTransformer
+    text_encoder: WordTextEncoder
+    autoencoder: VideoAutoencoder
+    weights_id: str  # sha256 over the weight files, or a description of the random init
+    trained: bool
+
+    @property
+    def format(self) -> FilmFormat:
+        return self.card.film_format()
+
+    @property
+    def config(self) -> TransformerConfig:
+        return self.transformer.config
+
+    def sampler(self, steps: int | None = None) -> SamplerConfig:
+        c = self.card
+        return SamplerConfig(steps=steps or c.steps, shift=c.shift, mode=c.sampler, guidance=c.guidance)  # type: ignore[arg-type]
+
+    def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
+        s = self.card.spatial_stride
+        return self.autoencoder.latent_channels, height // s, width // s
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> "ModelBundle":
+        self.transformer.to(device=device, dtype=dtype)
+        self.text_encoder.to(device=device)
+        self.autoencoder.to(device=device)
+        return self
+
+
+def build_modules(card: ModelCard) -> tuple[WanTransformer, WordTextEncoder, VideoAutoencoder]:
+    """Freshly initialised modules of the card's shape (weights are loaded on top, or trained)."""
+    cfg = preset(card.preset)
+    transformer = WanTransformer(cfg)
+    text = WordTextEncoder(card.vocabulary, text_dim=cfg.text_dim, text_len=cfg.text_len, layers=card.text_layers)
+    return transformer, text, VideoAutoencoder(AutoencoderConfig(latent_channels=cfg.in_channels))
+
+
+def file_sha256(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def save_generator(transformer: WanTransformer, text: WordTextEncoder, path: Path, dtype: torch.dtype = torch.bfloat16) -> None:
+    """Transformer and text encoder in one safetensors file (they are trained together)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"transformer.{k}": v.detach().to(dtype).cpu().contiguous() for k, v in transformer.state_dict().items()}
+    tensors.update({f"text_encoder.{k}": v.detach().to(dtype).cpu().contiguous() for k, v in text.state_dict().items()})
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"format": TRANSFORMER_FORMAT})
+    tmp.replace(path)
+
+
+def load_generator(transformer: WanTransformer, text: WordTextEncoder, path: Path) -> None:
+    """Strict load: every key used, every shape matching, or an error naming the first offender."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    for prefix, module in (("transformer.", transformer), ("text_encoder.", text)):
+        own = module.state_dict()
+        theirs = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        missing = sorted(set(own) - set(theirs))
+        extra = sorted(set(theirs) - set(own))
+        if missing or extra:
+            raise ValueError(f"{path}: {prefix[:-1]} keys do not match: missing {missing[:3]}, unexpected {extra[:3]}")
+        for k, v in theirs.items():
+            if v.shape != own[k].shape:
+                raise ValueError(f"{path}: {prefix}{k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+        module.load_state_dict({k: v.to(own[k].dtype) for k, v in theirs.items()})
+
+
+def load_default(variant: str = "student", *, seed: int = 0) -> ModelBundle:
+    """The default model. `variant` is "student" (4-step) or "base" (multi-step ODE)."""
+    card = default_card()
+    gen_path = DEFAULT_DIR / f"{variant}.safetensors"
+    ae_path = DEFAULT_DIR / "autoencoder.safetensors"
+    if gen_path.exists() and ae_path.exists():
+        transformer, text, _ = build_modules(card)
+        load_generator(transformer, text, gen_path)
+        ae = load_autoencoder(ae_path)
+        if variant == "base":
+            card = ModelCard(**{**asdict(card), "steps": 32, "sampler": "ode", "shift": card.shift})
+        bundle = ModelBundle(card, transformer, text, ae, file_sha256([gen_path, ae_path]), trained=True)
+    else:
+        torch.manual_seed(seed)
+        transformer, text, ae = build_modules(card)
+        bundle = ModelBundle(card, transformer, text, ae, f"random-init-seed-{seed}", trained=False)
+    bundle.transformer.eval()
+    bundle.text_encoder.eval()
+    bundle.autoencoder.eval()
+    return bundle
+
+
+def load_model(ref: str, script_dir: Path, *, variant: str = "student") -> ModelBundle:
+    """The model a screenplay names: "default" (shipped) — other models come with model files."""
+    if ref == "default":
+        return load_default(variant)
+    raise ValueError(f"unknown model {ref!r}: only the shipped 'default' model is available")

@@ -1,0 +1,227 @@
+"""The director: walks a film's plan chunk by chunk and turns it into files.
+
+Per chunk: encode any new prompt (once), generate the chunk through the memory, decode it with
+the streaming autoencoder, split its frames at shot boundaries into encoded segments, and offer
+frames to the contact sheet. Progress leaves as plain event objects; the CLI decides how they
+look. The whole generation state lives in `RenderSession`, so `state/` can checkpoint it and
+a resumed render continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cinecli.memory.bank import BankSpec, MemoryBank
+from cinecli.memory.policies import MemoryPolicy, make_policy
+from cinecli.model.autoencoder import DecodeState
+from cinecli.model.bundle import ModelBundle
+from cinecli.model.transformer import TextContext
+from cinecli.render import events as ev
+from cinecli.render.segments import SegmentStore, concat
+from cinecli.render.sheet import ContactSheet
+from cinecli.sampling.generator import ChunkGenerator, ChunkRequest
+from cinecli.screenplay.schema import Screenplay
+from cinecli.screenplay.timeline import Plan
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    output: Path
+    state_dir: Path
+    overwrite: bool = False
+    split_shots: bool = False
+    device: str = "cpu"
+    history: str = "native"  # "native" or "int8" storage of the KV history
+    offload_history: bool = False
+
+
+@dataclass
+class RenderSession:
+    """Everything a render has built so far that is not on disk as a segment."""
+
+    bank: MemoryBank
+    decode_state: DecodeState
+    sheet: ContactSheet
+    next_chunk: int = 0
+    frames_done: int = 0
+    seconds: float = 0.0  # generation wall time so far (across resumes)
+
+
+@dataclass
+class PromptCache:
+    """Text encodings per prompt and per-layer cross-attention K/V per prompt combination.
+
+    A new prompt mid-film costs one encoding; a chunk that reuses prompts costs nothing.
+    """
+
+    bundle: ModelBundle
+    device: torch.device
+    dtype: torch.dtype
+    encoded: dict[str, Tensor] = field(default_factory=dict)
+    contexts: dict[tuple[str, ...], TextContext] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def context(self, prompts: tuple[str, ...]) -> TextContext:
+        if prompts not in self.contexts:
+            new = [p for p in prompts if p not in self.encoded]
+            if new:
+                for p, emb in zip(new, self.bundle.text_encoder.encode(new)):
+                    self.encoded[p] = emb
+            emb = torch.stack([self.encoded[p] for p in prompts]).unsqueeze(0).to(self.device, self.dtype)
+            self.contexts[prompts] = self.bundle.transformer.encode_text(emb)
+        return self.contexts[prompts]
+
+
+def to_uint8(video: Tensor) -> np.ndarray:
+    """[1, 3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3]."""
+    x = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(1, 2, 3, 0).contiguous().cpu().numpy()
+
+
+def policy_for(sp: Screenplay) -> MemoryPolicy:
+    m = sp.film.memory
+    return make_policy(m.policy, recent_chunks=m.recent_chunks, top_k=m.top_k, sink_frames=m.sink_frames)
+
+
+def chunk_request(plan: Plan, chunk: int) -> tuple[ChunkRequest, tuple[str, ...]]:
+    """The chunk's per-frame conditioning, with prompt indices local to the chunk."""
+    latents = [plan.latents[i] for i in plan.chunk_latents(chunk)]
+    local: list[int] = []
+    for lf in latents:
+        if lf.prompt not in local:
+            local.append(lf.prompt)
+    req = ChunkRequest(
+        index=chunk,
+        prompts=tuple(local.index(lf.prompt) for lf in latents),
+        cuts=tuple(lf.cut for lf in latents),
+        noise_seeds=tuple(lf.noise_seed for lf in latents),
+    )
+    return req, tuple(plan.prompts[i] for i in local)
+
+
+def shot_pieces(plan: Plan, start: int, end: int) -> list[tuple[int, int, int]]:
+    """(shot, start, end) pieces of the video frame range [start, end), split at shot boundaries."""
+    pieces = []
+    for shot in plan.shots:
+        a, b = max(start, shot.frame_start), min(end, shot.frame_end)
+        if a < b:
+            pieces.append((shot.index, a, b))
+    return pieces
+
+
+def new_session(bundle: ModelBundle, plan: Plan, options: RenderOptions, device: torch.device, dtype: torch.dtype) -> RenderSession:
+    cfg = bundle.config
+    _, h, w = bundle.latent_shape(plan.width, plan.height)
+    spec = BankSpec(
+        num_layers=cfg.num_layers, batch=1, tokens_per_frame=cfg.tokens_per_frame(h, w),
+        num_heads=cfg.num_heads, head_dim=cfg.head_dim, dtype=dtype, device=device,
+        storage=options.history, offload=options.offload_history,
+    )
+    sheet = ContactSheet([(s.id, plan_prompt(plan, s.index)) for s in plan.shots])
+    return RenderSession(MemoryBank(spec), bundle.autoencoder.init_decode_state(1), sheet)
+
+
+def plan_prompt(plan: Plan, shot: int) -> str:
+    """A shot's label for the contact sheet: its prompts in order, events after an arrow."""
+    changes = plan.prompt_changes(shot)
+    return " → ".join(plan.prompts[p] for _, p in changes)
+
+
+class Director:
+    """Renders one plan with one model; a generator of progress events."""
+
+    def __init__(
+        self,
+        sp: Screenplay,
+        plan: Plan,
+        bundle: ModelBundle,
+        options: RenderOptions,
+        *,
+        steps: int | None = None,
+        on_chunk: Callable[["Director"], None] | None = None,
+    ) -> None:
+        self.sp, self.plan, self.bundle, self.options = sp, plan, bundle, options
+        self.device = torch.device(options.device)
+        self.dtype = next(bundle.transformer.parameters()).dtype
+        self.policy = policy_for(sp)
+        self.session = new_session(bundle, plan, options, self.device, self.dtype)
+        self.generator = ChunkGenerator(
+            bundle.transformer, self.session.bank, self.policy, bundle.sampler(steps or sp.film.steps),
+            latent_shape=bundle.latent_shape(plan.width, plan.height), chunk_frames=plan.chunk_frames,
+        )
+        self.prompts = PromptCache(bundle, self.device, self.dtype)
+        self.segments = SegmentStore(options.state_dir / "segments", plan.fps, plan.width, plan.height)
+        self.on_chunk = on_chunk  # checkpoint hook, called after every finished chunk
+
+    def restore(self, session: RenderSession) -> None:
+        """Continue from a checkpointed session instead of the start."""
+        self.session = session
+        self.generator.bank = session.bank
+        self.segments.discard_from(session.next_chunk)
+
+    def _chunk(self, chunk: int) -> Iterator[ev.Event]:
+        plan, s = self.plan, self.session
+        t0 = time.perf_counter()
+        req, prompts = chunk_request(plan, chunk)
+        result = self.generator.generate(req, self.prompts.context(prompts))
+        ae = self.bundle.autoencoder
+        with torch.no_grad():
+            video, s.decode_state = ae.decode_chunk(ae.denormalize(result.latents.float()), s.decode_state)
+        start, end = plan.chunk_frame_range(chunk)
+        frames = to_uint8(video)[: end - start]
+        for shot, a, b in shot_pieces(plan, start, end):
+            sp = plan.shots[shot]
+            if a == sp.frame_start:
+                yield ev.ShotStarted(shot=shot, id=sp.id, prompt=plan_prompt(plan, shot), frame_start=sp.frame_start, frame_end=sp.frame_end)
+            self.segments.write(frames[a - start : b - start], shot=shot, chunk=chunk)
+            for f in range(a, b):
+                s.sheet.offer(shot, f - sp.frame_start, sp.frame_end - sp.frame_start, frames[f - start])
+            if b == sp.frame_end:
+                yield ev.ShotDone(shot=shot, id=sp.id, frames=sp.frame_end - sp.frame_start, seconds=round(s.seconds, 3), reused=False)
+        dt = time.perf_counter() - t0
+        s.seconds += dt
+        s.frames_done = end
+        s.next_chunk = chunk + 1
+        yield ev.ChunkDone(
+            chunk=chunk, chunks=plan.num_chunks, shot=plan.shot_of_frame(start), frames_done=end,
+            frames_total=plan.frames, chunk_seconds=round(dt, 4), gen_fps=round((end - start) / dt, 2),
+            active_tokens=result.active_tokens, memory_frames=s.bank.num_frames,
+        )
+
+    def run(self) -> Iterator[ev.Event]:
+        plan, opts = self.plan, self.options
+        yield ev.RenderStarted(
+            title=self.sp.film.title, frames=plan.frames, shots=len(plan.shots), chunks=plan.num_chunks,
+            fps=plan.fps, width=plan.width, height=plan.height, model=self.bundle.card.name,
+            device=str(self.device), policy=self.policy.name, state_dir=str(opts.state_dir), output=str(opts.output),
+        )
+        for note in plan.notes:
+            yield ev.Note(message=note)
+        for chunk in range(self.session.next_chunk, plan.num_chunks):
+            yield from self._chunk(chunk)
+            if self.on_chunk is not None:
+                self.on_chunk(self)
+        yield from self.finish()
+
+    def finish(self) -> Iterator[ev.Event]:
+        from cinecli.render.manifest import write_manifest
+
+        opts, plan = self.options, self.plan
+        segments = self.segments.segments()
+        out = concat(segments, opts.output, overwrite=opts.overwrite)
+        if opts.split_shots:
+            shots_dir = opts.output.with_suffix(".shots")
+            shots_dir.mkdir(exist_ok=True)
+            for shot in plan.shots:
+                concat([sg for sg in segments if sg.shot == shot.index], shots_dir / f"{shot.index + 1:03d}-{shot.id}.mp4", overwrite=True)
+        sheet_path = self.session.sheet.save(opts.output.with_suffix(".contact.png"))
+        manifest = write_manifest(self, sheet_path)
+        s = self.session
+        yield ev.Finished(output=str(out), frames=plan.frames, seconds=round(s.seconds, 3), gen_fps=round(plan.frames / max(s.seconds, 1e-9), 2), manifest=str(manifest))
