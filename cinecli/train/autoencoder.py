@@ -1,0 +1,422 @@
+"""Trainer for the causal video autoencoder (stage 1 of the default model).
+
+One function, :func:`train_autoencoder`, runs on a GPU in bf16 for the real run and for a
+few steps on CPU in tests. Clips come from the procedural world (``cinecli.world``) when it
+is available, else from :func:`synthetic_clips`, a stand-in of moving outlined shapes on
+gradient backgrounds with hard cuts. Clips travel as uint8 from DataLoader worker
+processes (4x less host->device traffic than float) and are scaled to [-1, 1] on device.
+
+Outputs in ``out_dir``:
+  ``checkpoint/``            weights (safetensors) + optimizer/step (``trainer.pt``), for resume
+  ``log.jsonl``              one JSON object per logged step / evaluation
+  ``reconstruction.png``     held-out frames: originals (top) vs reconstructions (bottom)
+  ``autoencoder.safetensors`` final weights, config JSON and latent statistics
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, save_autoencoder
+from cinecli.train.config import load_yaml_config
+
+__all__ = [
+    "AETrainConfig",
+    "ClipDataset",
+    "load_train_config",
+    "synthetic_clips",
+    "train_autoencoder",
+]
+
+HOLDOUT_SEED_OFFSET = 1_000_003  # held-out clips never share a seed with training clips
+
+
+@dataclass(frozen=True)
+class AETrainConfig:
+    """Everything a training run needs; read from ``configs/train/autoencoder*.yaml``."""
+
+    steps: int = 4000
+    batch: int = 32  # clips per step
+    frames: int = 16  # video frames per clip (multiple of the temporal stride)
+    width: int = 192
+    height: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.05  # cosine decays to lr * this
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    l1_weight: float = 1.0
+    mse_weight: float = 1.0
+    edge_weight: float = 0.0  # L1 on spatial finite differences (crisper outlines)
+    precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp16" | "no"
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    seed: int = 0
+    data: str = "auto"  # "auto" (world if present, else synthetic) | "world" | "synthetic"
+    num_workers: int = 0  # DataLoader worker processes producing clips
+    compile: bool = False  # torch.compile the training forward (GPU)
+    log_every: int = 10
+    eval_every: int = 0  # held-out PSNR every N steps (0: only at the end)
+    checkpoint_every: int = 500
+    holdout_clips: int = 32  # for evaluation and latent statistics
+    model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+
+    def __post_init__(self) -> None:
+        if self.frames % self.model.temporal_stride:
+            raise ValueError(f"frames ({self.frames}) must be a multiple of {self.model.temporal_stride}")
+        if self.width % self.model.spatial_stride or self.height % self.model.spatial_stride:
+            raise ValueError("width and height must be multiples of the spatial stride")
+        if self.precision not in ("auto", "bf16", "fp16", "no"):
+            raise ValueError(f"precision must be auto|bf16|fp16|no, got {self.precision!r}")
+        if self.data not in ("auto", "world", "synthetic"):
+            raise ValueError(f"data must be auto|world|synthetic, got {self.data!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
+
+
+def load_train_config(path: Path | str) -> AETrainConfig:
+    return load_yaml_config(path, AETrainConfig)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def synthetic_clips(seed: int, *, frames: int, width: int = 192, height: int = 128,
+                    fps: int = 12) -> Iterator[np.ndarray]:
+    """Endless stand-in clips, uint8 ``[T, H, W, 3]``: outlined shapes moving over gradients.
+
+    Each clip has one or two shots (a hard cut at a random frame) so the autoencoder learns
+    that consecutive frames may be unrelated. ``fps`` scales the motion per frame.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    while True:
+        cut = int(rng.integers(1, frames)) if rng.random() < 0.3 else frames
+        out = np.empty((frames, height, width, 3), np.uint8)
+        for start, stop in ((0, cut), (cut, frames)):
+            if stop > start:
+                out[start:stop] = _synthetic_shot(rng, stop - start, xx, yy, 12.0 / fps)
+        yield out
+
+
+def _synthetic_shot(rng: np.random.Generator, n: int, xx: np.ndarray, yy: np.ndarray,
+                    speed: float) -> np.ndarray:
+    h, w = xx.shape
+    ang = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(ang) * xx / w + np.sin(ang) * yy / h)
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    bg = c0 + ramp[..., None] * (c1 - c0)  # [H, W, 3]
+    pan = rng.normal(0, 1.0, 2) * speed
+    shapes = []
+    for _ in range(int(rng.integers(2, 7))):
+        shapes.append(dict(
+            kind=int(rng.integers(0, 3)), colour=rng.uniform(0, 255, 3),
+            pos=rng.uniform([0, 0], [w, h]), vel=rng.normal(0, 2.5, 2) * speed,
+            size=rng.uniform(6, 36, 2), outline=rng.random() < 0.7,
+            stripes=rng.random() < 0.2,
+        ))
+    clip = np.empty((n, h, w, 3), np.float32)
+    for t in range(n):
+        frame = np.roll(bg, (int(pan[1] * t), int(pan[0] * t)), axis=(0, 1)).copy()
+        for s in shapes:
+            cx, cy = s["pos"] + s["vel"] * t
+            rx, ry = s["size"]
+            if s["kind"] == 0:  # ellipse
+                d = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2
+                inside, edge = d <= 1.0, (d > 0.75) & (d <= 1.0)
+            elif s["kind"] == 1:  # rectangle
+                d = np.maximum(np.abs(xx - cx) / rx, np.abs(yy - cy) / ry)
+                inside, edge = d <= 1.0, (d > 0.88) & (d <= 1.0)
+            else:  # triangle (pointing up)
+                u, v = (xx - cx) / rx, (yy - cy) / ry
+                inside = (v <= 1) & (v >= 2 * np.abs(u) - 1)
+                edge = inside & ((v > 0.85) | (v < 2 * np.abs(u) - 0.7))
+            fill = s["colour"]
+            if s["stripes"]:
+                band = (((xx + yy) // 4) % 2 == 0)[..., None]
+                frame[inside] = np.where(band[inside], fill, fill * 0.5)
+            else:
+                frame[inside] = fill
+            if s["outline"]:
+                frame[edge] = 20.0
+        clip[t] = frame
+    return np.clip(clip, 0, 255).astype(np.uint8)
+
+
+def _world_available() -> bool:
+    try:
+        from cinecli.world import dataset  # noqa: F401
+    except ImportError:
+        return False
+    return hasattr(dataset, "training_clips")
+
+
+def clip_source(kind: str, seed: int, *, frames: int, width: int, height: int) -> Iterator[np.ndarray]:
+    """uint8 ``[T, H, W, 3]`` clips from the procedural world or the synthetic stand-in."""
+    if kind == "auto":
+        kind = "world" if _world_available() else "synthetic"
+    if kind == "synthetic":
+        yield from synthetic_clips(seed, frames=frames, width=width, height=height)
+        return
+    from cinecli.world.dataset import training_clips
+
+    for clip in training_clips(seed, frames=frames, width=width, height=height, fps=12):
+        arr = np.asarray(getattr(clip, "frames", clip))
+        if arr.shape[0] < frames:
+            continue
+        yield arr[:frames]
+
+
+class ClipDataset(IterableDataset):
+    """Endless clips; each DataLoader worker gets its own seed so workers never repeat."""
+
+    def __init__(self, kind: str, seed: int, *, frames: int, width: int, height: int) -> None:
+        super().__init__()
+        self.kind, self.seed = kind, seed
+        self.frames, self.width, self.height = frames, width, height
+
+    def __iter__(self) -> Iterator[Tensor]:
+        info = get_worker_info()
+        wid = info.id if info is not None else 0
+        seed = self.seed * 7919 + wid
+        for arr in clip_source(self.kind, seed, frames=self.frames, width=self.width, height=self.height):
+            yield torch.from_numpy(np.ascontiguousarray(arr))  # uint8 [T, H, W, 3]
+
+
+def _loader(cfg: AETrainConfig, seed: int, batch: int, cuda: bool) -> Iterator[Tensor]:
+    ds = ClipDataset(cfg.data, seed, frames=cfg.frames, width=cfg.width, height=cfg.height)
+    kw: dict = {}
+    if cfg.num_workers > 0:
+        kw = dict(num_workers=cfg.num_workers, persistent_workers=True, prefetch_factor=4)
+    return iter(DataLoader(ds, batch_size=batch, pin_memory=cuda, **kw))
+
+
+def to_video(batch: Tensor, device: torch.device) -> Tensor:
+    """uint8 ``[B, T, H, W, 3]`` (or float ``[B, 3, T, H, W]`` in [-1,1]) -> float on device."""
+    if batch.dtype == torch.uint8:
+        x = batch.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float()
+        return x.div_(127.5).sub_(1.0)  # [B, 3, T, H, W]
+    return batch.to(device).float()
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def psnr(recon: Tensor, target: Tensor) -> float:
+    """PSNR in dB for videos in [-1, 1] (peak-to-peak 2)."""
+    mse = F.mse_loss(recon.float().clamp(-1, 1), target.float()).item()
+    return 10.0 * math.log10(4.0 / max(mse, 1e-12))
+
+
+def recon_loss(recon: Tensor, target: Tensor, cfg: AETrainConfig) -> tuple[Tensor, dict[str, float]]:
+    recon = recon.float()
+    l1 = (recon - target).abs().mean()
+    mse = (recon - target).square().mean()
+    loss = cfg.l1_weight * l1 + cfg.mse_weight * mse
+    parts = {"l1": l1.item(), "mse": mse.item()}
+    if cfg.edge_weight > 0:
+        dx = lambda v: v[..., :, 1:] - v[..., :, :-1]  # noqa: E731
+        dy = lambda v: v[..., 1:, :] - v[..., :-1, :]  # noqa: E731
+        edge = (dx(recon) - dx(target)).abs().mean() + (dy(recon) - dy(target)).abs().mean()
+        loss = loss + cfg.edge_weight * edge
+        parts["edge"] = edge.item()
+    return loss, parts
+
+
+def lr_at(step: int, cfg: AETrainConfig) -> float:
+    """Linear warmup then cosine to ``lr * min_lr_ratio``; a pure function of the step, so
+    resuming needs no scheduler state."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    p = min(max(p, 0.0), 1.0)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(out_dir: Path, model: VideoAutoencoder, opt: torch.optim.Optimizer,
+                     step: int, cfg: AETrainConfig) -> None:
+    """Write into a temporary folder and swap it in, so a killed run never leaves half a checkpoint."""
+    final, tmp = out_dir / "checkpoint", out_dir / "checkpoint.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_autoencoder(model, tmp / "model.safetensors")
+    torch.save({"optimizer": opt.state_dict(), "step": step, "config": json.dumps(asdict(cfg))},
+               tmp / "trainer.pt")
+    old = out_dir / "checkpoint.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(out_dir: Path, model: VideoAutoencoder, opt: torch.optim.Optimizer) -> int:
+    from safetensors.torch import load_file
+
+    ckpt = out_dir / "checkpoint"
+    if not (ckpt / "trainer.pt").exists():
+        return 0
+    model.load_state_dict(load_file(str(ckpt / "model.safetensors")))
+    state = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    return int(state["step"])
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _holdout(cfg: AETrainConfig) -> Tensor:
+    src = clip_source(cfg.data, cfg.seed + HOLDOUT_SEED_OFFSET, frames=cfg.frames,
+                      width=cfg.width, height=cfg.height)
+    return torch.stack([torch.from_numpy(np.ascontiguousarray(next(src))) for _ in range(cfg.holdout_clips)])
+
+
+@torch.no_grad()
+def evaluate(model: VideoAutoencoder, clips: Tensor, device: torch.device, autocast,
+             batch: int = 8) -> tuple[float, Tensor]:
+    """Held-out PSNR (dB) and the raw latents of ``clips`` (uint8 [N,T,H,W,3])."""
+    was_training = model.training
+    model.eval()
+    se, n, zs = 0.0, 0, []
+    for i in range(0, clips.shape[0], batch):
+        x = to_video(clips[i : i + batch], device)
+        with autocast():
+            z = model.encode(x)
+            y = model.decode(z)
+        se += (y.float() - x).square().sum().item()
+        n += x.numel()
+        zs.append(z.float().cpu())
+    model.train(was_training)
+    return 10.0 * math.log10(4.0 / max(se / n, 1e-12)), torch.cat(zs)
+
+
+def _save_strip(model: VideoAutoencoder, clip: Tensor, device: torch.device, path: Path) -> None:
+    """Originals (top row) vs reconstructions (bottom row) of up to 8 frames of one clip."""
+    from PIL import Image
+
+    with torch.no_grad():
+        x = to_video(clip[None], device)
+        y = model.decode(model.encode(x)).float()
+    to_u8 = lambda v: ((v[0].permute(1, 2, 3, 0).cpu().numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)  # noqa: E731
+    a, b = to_u8(x)[:8], to_u8(y)[:8]  # [t, H, W, 3]
+    Image.fromarray(np.concatenate([np.concatenate(list(a), 1), np.concatenate(list(b), 1)], 0)).save(path)
+
+
+def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Tensor] | None = None,
+                      log: Callable[[dict], None] | None = None) -> Path:
+    """Train (or resume from ``out_dir/checkpoint``) and return the final weights' path.
+
+    ``data`` optionally replaces the built-in clip stream: an iterator of uint8
+    ``[B, T, H, W, 3]`` or float ``[B, 3, T, H, W]`` batches in [-1, 1].
+    """
+    from accelerate import Accelerator
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = config
+    use_cuda = torch.cuda.is_available() if cfg.device == "auto" else cfg.device == "cuda"
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if use_cuda else "no")
+    acc = Accelerator(mixed_precision=precision, cpu=not use_cuda)
+    device = acc.device
+    if use_cuda:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    torch.manual_seed(cfg.seed)
+    model = VideoAutoencoder(cfg.model)
+    decay = [p for p in model.parameters() if p.dim() > 1]
+    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.99), **({"fused": True} if use_cuda else {}),
+    )
+    step = _load_checkpoint(out_dir, model, opt)
+    model, opt = acc.prepare(model, opt)
+    raw: VideoAutoencoder = acc.unwrap_model(model)
+    forward = torch.compile(model) if cfg.compile else model
+
+    if data is None:  # a different stream after a resume, so resumed runs see new clips
+        data = _loader(cfg, cfg.seed + 10_007 * step, cfg.batch, use_cuda)
+    log_path = out_dir / "log.jsonl"
+
+    def emit(rec: dict) -> None:
+        with log_path.open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if log is not None:
+            log(rec)
+
+    holdout = _holdout(cfg)
+    model.train()
+    t_last, steps_since = time.perf_counter(), 0
+    while step < cfg.steps:
+        x = to_video(next(data), device)  # [B, 3, T, H, W]
+        lr = lr_at(step, cfg)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        with acc.autocast():
+            recon, _ = forward(x)
+        loss, parts = recon_loss(recon, x, cfg)
+        acc.backward(loss)
+        gnorm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        steps_since += 1
+        if not math.isfinite(parts["l1"]):
+            raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            dt = (now - t_last) / steps_since
+            t_last, steps_since = now, 0
+            emit({"step": step, "loss": loss.item(), **parts,
+                  "psnr": 10.0 * math.log10(4.0 / max(parts["mse"], 1e-12)),
+                  "lr": lr, "grad_norm": float(gnorm), "sec_per_step": dt,
+                  "clips_per_sec": x.shape[0] / dt})
+        if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+            p, _ = evaluate(raw, holdout, device, acc.autocast)
+            emit({"step": step, "eval_psnr": p})
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            _save_checkpoint(out_dir, raw, opt, step, cfg)
+
+    # held-out quality and the per-channel latent statistics diffusion will normalise with
+    p, z = evaluate(raw, holdout, device, acc.autocast)
+    z = z.transpose(0, 1).reshape(cfg.model.latent_channels, -1).double()  # [C, N*f*h*w]
+    raw.latent_mean.copy_(z.mean(1).float().to(device))
+    raw.latent_std.copy_(z.std(1).clamp_min(1e-6).float().to(device))
+    emit({"step": step, "eval_psnr": p, "latent_mean": raw.latent_mean.tolist(),
+          "latent_std": raw.latent_std.tolist()})
+    _save_strip(raw, holdout[0], device, out_dir / "reconstruction.png")
+    return save_autoencoder(raw, out_dir / "autoencoder.safetensors")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m cinecli.train.autoencoder CONFIG.yaml OUT_DIR``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="train the causal video autoencoder")
+    ap.add_argument("config", type=Path)
+    ap.add_argument("out_dir", type=Path)
+    args = ap.parse_args(argv)
+    cfg = load_train_config(args.config)
+    path = train_autoencoder(cfg, out_dir=args.out_dir, log=lambda r: print(json.dumps(r), flush=True))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
