@@ -124,11 +124,12 @@ def _compose(text: str, file: str) -> Node:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = (exc.problem or exc.context or "a syntax error").strip()
-        hint = "indent with spaces, not tabs" if "\\t" in problem or "\t" in problem else ""
+        problem = (exc.problem or exc.context or "").strip()
+        problem = problem[len("found "):] if problem.startswith("found ") else problem
+        hint = "indent with spaces, not tabs" if "tab" in problem or "\\t" in problem else ""
         raise ScreenplayError([Problem(
             file, mark.line + 1 if mark else None, mark.column + 1 if mark else None,
-            "", "valid YAML", problem, hint,
+            "", "valid YAML", f"a syntax error: {problem}" if problem else "a syntax error", hint,
         )]) from None
     except yaml.YAMLError as exc:
         raise ScreenplayError([Problem(file, None, None, "", "valid YAML", str(exc))]) from None
@@ -201,6 +202,8 @@ def _found(node: Node) -> str:
         return "a list"
     if node.tag == _TAG + "null":
         return "nothing"
+    if not node.tag.startswith(_TAG) or node.tag.startswith(_TAG + "python"):
+        return f"a value tagged {node.tag.replace(_TAG, '!!')}"
     text = str(node.value)
     if not text.strip():
         return "blank text"
@@ -407,10 +410,10 @@ def _fps(node: Node, fmt: FilmFormat, report: _Report) -> int | None:
     """A frame rate the model was made for (any 1..120 when the model does not say)."""
     if fmt.fps is None:
         return _int(node, "film.fps", *ANY_FPS_RANGE, report, "a frame rate from 1 to 120")
-    allowed = ", ".join(str(f) for f in fmt.fps)
-    value = _int(node, "film.fps", 1, max(fmt.fps), report, f"one of {allowed}")
+    what = f"one of {', '.join(str(f) for f in fmt.fps)} (what model '{fmt.model}' renders)"
+    value = _int(node, "film.fps", min(fmt.fps), max(fmt.fps), report, what)
     if value is not None and value not in fmt.fps:
-        report.add(node, "film.fps", f"one of {allowed} (what model '{fmt.model}' renders)")
+        report.add(node, "film.fps", what)
         return None
     return value
 
@@ -473,9 +476,9 @@ def _shot(node: Node, index: int, fps: int, report: _Report) -> Shot | None:
         return None
     before = len(report.problems)
     shot_id = _shot_id(values.get("id"), path, index, report)
-    prompt = _required(values, "prompt", node, path, report,
+    prompt = _required(values, "prompt", "a prompt", node, path, report,
                        lambda n: _text(n, f"{path}.prompt", "a prompt (non-blank text)", report))
-    duration = _required(values, "duration", node, path, report,
+    duration = _required(values, "duration", "a duration", node, path, report,
                          lambda n: _duration(n, f"{path}.duration", fps, report))
     cut = "cut" if _is_null(values.get("cut")) else _choice(values["cut"], f"{path}.cut", CUT_KINDS, report)
     if index == 0 and cut == "continue":
@@ -493,13 +496,13 @@ def _shot(node: Node, index: int, fps: int, report: _Report) -> Shot | None:
     return Shot(index, shot_id, duration.frames, prompt, cut, seed, events, _mark(node)[0])  # type: ignore[arg-type,union-attr]
 
 
-def _required(values: dict[str, Node], key: str, node: Node, path: str, report: _Report,
+def _required(values: dict[str, Node], key: str, noun: str, node: Node, path: str, report: _Report,
               parse: Callable[[Node], object]) -> object:
-    """A key every shot must have; missing or empty is reported at the shot's own line."""
+    """A key that must be there; a missing one is reported at the line of its mapping."""
     value_node = values.get(key)
     if _is_null(value_node):
         where = value_node if value_node is not None else node
-        report.add(where, f"{path}.{key}", f"a {key}", "nothing" if value_node is not None else f"no '{key}' key")
+        report.add(where, f"{path}.{key}", noun, "nothing" if value_node is not None else f"no '{key}' key")
         return None
     return parse(value_node)
 
@@ -573,9 +576,9 @@ def _events(node: Node | None, shot_path: str, duration: _Time | None, fps: int,
         values = _fields(event_node, here, EVENT_KEYS, "an event: a mapping with at and prompt", report)
         if values is None:
             continue
-        prompt = _required(values, "prompt", event_node, here, report,
+        prompt = _required(values, "prompt", "a prompt", event_node, here, report,
                            lambda n: _text(n, f"{here}.prompt", "a prompt (non-blank text)", report))
-        at = _required(values, "at", event_node, here, report,
+        at = _required(values, "at", "a time", event_node, here, report,
                        lambda n: _time(n, f"{here}.at", fps, report, "a time like 2.5s or 30f"))
         if not isinstance(at, _Time):
             continue
