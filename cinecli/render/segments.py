@@ -116,7 +116,10 @@ def x264_args(fps: int, crf: int) -> list[str]:
     before zero by the reorder delay, and a short segment (one frame) has a
     different delay from a long one, so stream-copied concatenation produces
     non-monotonic timestamps. Without B-frames every segment has dts == pts and
-    the concatenation is exact, at the price of somewhat larger files.
+    the concatenation is exact, at a small cost in compression.
+
+    RGB is converted with the BT.709 matrix and the stream is tagged BT.709,
+    limited range, so players and :func:`read_video` agree on the colours.
     """
     return [
         "-c:v", "libx264",
