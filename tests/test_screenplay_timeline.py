@@ -96,8 +96,9 @@ def test_events_on_the_same_latent_frame_keep_the_last() -> None:
     sp = parse(shots_yaml("{id: a, duration: 4s, prompt: p, events: [{at: 0s, prompt: q}, {at: 24f, prompt: r},"
                           " {at: 25f, prompt: s}]}"))
     plan = plan_film(sp, FMT)
-    assert plan.prompt_changes(0) == ((0, 1), (6, 3))
-    assert plan.shots[0].prompts == (1, 3)
+    assert plan.prompts == ("q", "s")
+    assert plan.prompt_changes(0) == ((0, 0), (6, 1))
+    assert plan.shots[0].prompts == (0, 1)
     assert any("the event at 0s lands on the same latent frame as its own prompt" in n for n in plan.notes)
 
 
@@ -188,3 +189,8 @@ def test_two_hour_film_plans_fast() -> None:
     elapsed = time.perf_counter() - start
     assert plan.frames == 2 * 3600 * 12 and len(plan.latents) == 21600
     assert elapsed < 1.0, elapsed
+
+
+def test_a_prompt_replaced_everywhere_is_not_in_the_prompt_list() -> None:
+    sp = parse(shots_yaml("{duration: 2s, prompt: never shown, events: [{at: 0s, prompt: shown}]}"))
+    assert plan_film(sp, FMT).prompts == ("shown",)

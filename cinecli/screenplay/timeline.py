@@ -12,6 +12,7 @@ import bisect
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 
 from cinecli.screenplay.errors import Problem, ScreenplayError
 from cinecli.screenplay.format import FilmFormat, TemporalGrid, seconds_text
@@ -99,8 +100,11 @@ class Plan:
         """The shot a video frame of the finished film belongs to."""
         if not 0 <= frame < self.frames:
             raise IndexError(f"frame {frame} is outside the film (0..{self.frames - 1})")
-        starts = [shot.frame_start for shot in self.shots]
-        return bisect.bisect_right(starts, frame) - 1
+        return bisect.bisect_right(self._shot_frame_starts, frame) - 1
+
+    @cached_property
+    def _shot_frame_starts(self) -> list[int]:
+        return [shot.frame_start for shot in self.shots]
 
     def shot_chunks(self, shot: int) -> range:
         """Chunks that hold at least one latent frame of `shot` (neighbours may share the ends)."""
@@ -186,7 +190,7 @@ def _prompt_changes(shot: Shot, scripted_start: int, start: int, end: int, grid:
     An event that lands on the same latent frame as an earlier prompt replaces it,
     with a note, since only one prompt can condition a latent frame.
     """
-    changes = [(start, prompts.setdefault(shot.prompt, len(prompts)))]
+    changes: list[tuple[int, str]] = [(start, shot.prompt)]
     labels = ["its own prompt"]
     for event in shot.events:
         wanted = scripted_start + event.at_frame
@@ -202,9 +206,10 @@ def _prompt_changes(shot: Shot, scripted_start: int, start: int, end: int, grid:
                          f"and replaces it")
             changes.pop()
             labels.pop()
-        changes.append((latent, prompts.setdefault(event.prompt, len(prompts))))
+        changes.append((latent, event.prompt))
         labels.append(label)
-    return changes
+    # Registered only now, so a prompt that was replaced everywhere is never encoded.
+    return [(latent, prompts.setdefault(text, len(prompts))) for latent, text in changes]
 
 
 def _shot_latents(sp: Screenplay, shot: Shot, start: int, end: int,
