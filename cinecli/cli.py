@@ -34,8 +34,9 @@ EXIT_INVALID = 2
 
 app = typer.Typer(
     name="cinecli",
-    help="Render a YAML screenplay into a film with a causal video diffusion model.",
     rich_markup_mode="rich",
+    epilog=("[bold]Example:[/bold]\n\n  [cyan]cinecli validate examples/quickstart.yaml[/cyan]\n\n"
+            "  [cyan]cinecli plan examples/quickstart.yaml[/cyan]"),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -59,7 +60,7 @@ def _root(
 ) -> None:
     """Render a YAML screenplay into a film with a causal video diffusion model.
 
-    Start with [bold]cinecli validate examples/quickstart.yaml[/bold].
+    Exit codes: 0 ok, 1 failure, 2 invalid input (nothing is written).
     """
 
 
