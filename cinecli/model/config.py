@@ -77,6 +77,11 @@ PRESETS: dict[str, TransformerConfig] = {
         dim=256, num_layers=8, num_heads=4, ffn_dim=1024, text_dim=128, freq_dim=128,
         in_channels=16, out_channels=16, text_len=32, cut_embedding=True,
     ),
+    # A few-thousand-parameter shape for fast tests of every code path (not a usable model).
+    "micro": TransformerConfig(
+        dim=32, num_layers=2, num_heads=2, ffn_dim=64, text_dim=32, freq_dim=32,
+        in_channels=16, out_channels=16, text_len=8, cut_embedding=True,
+    ),
     # The Wan2.1 text-to-video 1.3B shape used by the public causal checkpoints.
     "wan2.1-t2v-1.3b": TransformerConfig(
         dim=1536, num_layers=30, num_heads=12, ffn_dim=8960, text_dim=4096, freq_dim=256,

@@ -1,0 +1,253 @@
+"""Stage 2: the causal base model, trained on native multi-shot clips of the world.
+
+Teacher forcing in the packed layout: each clip travels twice in one sequence, clean and noisy
+(one noise level per chunk), under the block-causal mask, so every noisy chunk learns to
+denoise given the clean past exactly as generation shows it. A last phase trains chunk by chunk
+through the memory bank with the CAMR active set (compacted positions, routed frames), so the
+model has seen at training time what routing gives it at inference.
+
+    python -m cinecli.train.base configs/train/base.yaml runs/base
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cinecli.memory.active import ChunkAttention, Routing
+from cinecli.memory.bank import BankSpec, MemoryBank
+from cinecli.memory.policies import CamrPolicy
+from cinecli.model.attention import SequenceAttention
+from cinecli.model.autoencoder import VideoAutoencoder, load_autoencoder
+from cinecli.model.bundle import build_modules, load_generator, save_generator
+from cinecli.model.card import ModelCard, default_card
+from cinecli.model.text import WordTextEncoder
+from cinecli.model.transformer import TextContext, WanTransformer
+from cinecli.sampling.schedule import add_noise, shift_sigma
+from cinecli.train.config import load_yaml_config
+from cinecli.train.data import Batch, batches, video_to_model
+
+
+@dataclass(frozen=True)
+class BaseTrainConfig:
+    steps: int = 3000  # packed teacher-forcing steps
+    routed_steps: int = 0  # then: chunk-by-chunk steps through memory with the CAMR active set
+    batch: int = 32
+    routed_batch: int = 8
+    latent_frames: int = 18  # clip length for packed steps (6 chunks of 3)
+    routed_latent_frames: int = 36  # longer clips for routed steps, so history exceeds the budget
+    chunk_frames: int = 3
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    sigma_shift: float = 3.0  # training noise levels: shifted uniform, more weight on high noise
+    cfg_dropout: float = 0.1  # prompts replaced by "" so the ODE sampler can use guidance
+    ema: float = 0.999
+    precision: str = "bf16"
+    seed: int = 0
+    num_workers: int = 8
+    log_every: int = 50
+    checkpoint_every: int = 500
+    autoencoder: str = "runs/ae/autoencoder.safetensors"
+    init: str = ""  # start from these generator weights (safetensors) instead of random
+    top_k: int = 5
+    recent_chunks: int = 3
+
+
+def lr_at(step: int, cfg: BaseTrainConfig, total: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def encode_prompts(text: WordTextEncoder, model: WanTransformer, prompts: list[tuple[str, ...]], dropout: float, gen: torch.Generator) -> TextContext:
+    """Per-latent-frame prompts [B][F] → TextContext with P = F (frame f uses prompt f)."""
+    flat = [p for row in prompts for p in row]
+    if dropout > 0:
+        drop = torch.rand(len(prompts), generator=gen) < dropout  # whole clip unconditional
+        flat = ["" if drop[i // len(prompts[0])] else p for i, p in enumerate(flat)]
+    emb = text.encode(flat).view(len(prompts), len(prompts[0]), text.text_len, -1)
+    return model.encode_text(emb)
+
+
+def chunk_sigmas(b: int, frames: int, chunk: int, shift: float, gen: torch.Generator, device: torch.device) -> Tensor:
+    """One noise level per chunk, broadcast to its frames: [B, F]."""
+    chunks = -(-frames // chunk)
+    u = torch.rand(b, chunks, generator=gen)
+    return shift_sigma(u, shift).repeat_interleave(chunk, dim=1)[:, :frames].to(device)
+
+
+@torch.no_grad()
+def to_latents(ae: VideoAutoencoder, batch: Batch, device: torch.device) -> Tensor:
+    video = video_to_model(batch.video, device)
+    return ae.normalize(ae.encode(video)).float()
+
+
+def packed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: BaseTrainConfig, gen: torch.Generator) -> Tensor:
+    """Flow-matching loss of the noisy half of the packed [clean | noisy] sequence."""
+    b, _, f, h, w = z.shape
+    dev = z.device
+    rows, cols = model.config.grid(h, w)
+    sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, dev)
+    noise = torch.randn(z.shape, generator=gen).to(dev)
+    s5 = sigma[:, None, :, None, None]
+    noisy = add_noise(z, noise, s5)
+    ctx = encode_prompts(text, model, batch.prompts, cfg.cfg_dropout, gen)
+    fp = torch.arange(f, device=dev).repeat(2).expand(b, -1)
+    cuts = batch.cuts.to(dev).repeat(1, 2)
+    t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
+    src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, model.rope, z.dtype, dev)
+    v = model(torch.cat([z, noisy], dim=2), t, ctx, fp, src, cuts)[:, :, f:]
+    return F.mse_loss(v.float(), (noise - z).float())
+
+
+def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: BaseTrainConfig, gen: torch.Generator) -> Tensor:
+    """Chunk by chunk through a memory bank with the CAMR policy, as inference runs.
+
+    The clean past enters memory through clean passes (no gradient, like a KV cache); each noisy
+    chunk is denoised against its routed active set with gradient.
+    """
+    b, _, f, h, w = z.shape
+    dev = z.device
+    rows, cols = model.config.grid(h, w)
+    mc = model.config
+    bank = MemoryBank(BankSpec(mc.num_layers, b, rows * cols, mc.num_heads, mc.head_dim, dtype=z.dtype, device=dev))
+    policy = CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k)
+    ctx = encode_prompts(text, model, batch.prompts, cfg.cfg_dropout, gen)
+    cuts = batch.cuts.to(dev)
+    sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, dev)
+    noise = torch.randn(z.shape, generator=gen).to(dev)
+    losses = []
+    for start in range(0, f, cfg.chunk_frames):
+        sl = slice(start, min(start + cfg.chunk_frames, f))
+        n = sl.stop - sl.start
+        routing = Routing()
+        fp = torch.arange(sl.start, sl.stop, device=dev).expand(b, -1)
+        s = sigma[:, sl]
+        noisy = add_noise(z[:, :, sl], noise[:, :, sl], s[:, None, :, None, None])
+        src = ChunkAttention(bank, policy, routing, chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=False)
+        v = model(noisy, s * 1000, ctx, fp, src, cuts[:, sl])
+        losses.append(F.mse_loss(v.float(), (noise[:, :, sl] - z[:, :, sl]).float()))
+        with torch.no_grad():
+            write = ChunkAttention(bank, policy, Routing(), chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=True)
+            model(z[:, :, sl], torch.zeros(b, n, device=dev), _detached(ctx), fp, write, cuts[:, sl], skip_head=True)
+            bank.commit()
+    return torch.stack(losses).mean()
+
+
+def _detached(ctx: TextContext) -> TextContext:
+    return TextContext(tuple(k.detach() for k in ctx.keys), tuple(v.detach() for v in ctx.values))
+
+
+class EMA:
+    """Exponential moving average of parameters; the shipped weights are the EMA."""
+
+    def __init__(self, modules: list[torch.nn.Module], decay: float) -> None:
+        self.decay = decay
+        self.params = [p for m in modules for p in m.parameters()]
+        self.shadow = [p.detach().clone().float() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            s.lerp_(p.detach().float(), 1 - self.decay)
+
+    @torch.no_grad()
+    def copy_to(self) -> list[Tensor]:
+        backup = [p.detach().clone() for p in self.params]
+        for s, p in zip(self.shadow, self.params):
+            p.copy_(s.to(p.dtype))
+        return backup
+
+    @torch.no_grad()
+    def restore(self, backup: list[Tensor]) -> None:
+        for b, p in zip(backup, self.params):
+            p.copy_(b)
+
+
+def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
+               ae: VideoAutoencoder | None = None, log=print) -> Path:
+    """Train (or continue) the base model; returns the path of the EMA weights."""
+    from accelerate import Accelerator
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    card = card or default_card()
+    acc = Accelerator(mixed_precision=cfg.precision if torch.cuda.is_available() else "no")
+    dev = acc.device
+    model, text, _ = build_modules(card)
+    if cfg.init:
+        load_generator(model, text, Path(cfg.init))
+    ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
+    params = list(model.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    model, text, opt = acc.prepare(model, text, opt)
+    raw_model, raw_text = acc.unwrap_model(model), acc.unwrap_model(text)
+    ema = EMA([raw_model, raw_text], cfg.ema)
+    state_path = out_dir / "train_state.pt"
+    step = 0
+    if state_path.exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        load_generator(raw_model, raw_text, out_dir / "last.safetensors")
+        opt.load_state_dict(st["opt"])
+        for s, v in zip(ema.shadow, st["ema"]):
+            s.copy_(v)
+        step = int(st["step"])
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    total = cfg.steps + cfg.routed_steps
+    packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
+    routed = None
+    t0 = time.time()
+    logf = (out_dir / "log.jsonl").open("a")
+    while step < total:
+        is_routed = step >= cfg.steps
+        if is_routed and routed is None:
+            routed = data or batches(cfg.seed + 7 + step, batch=cfg.routed_batch, frames=cfg.routed_latent_frames * card.temporal_stride, workers=cfg.num_workers)
+        batch = next(routed if is_routed else packed)  # type: ignore[arg-type]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg, total)
+        z = to_latents(ae, batch, dev)
+        with acc.autocast():
+            loss = (routed_loss if is_routed else packed_loss)(model, text, z, batch, cfg, gen)
+        acc.backward(loss)
+        acc.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update()
+        step += 1
+        if step % cfg.log_every == 0 or step == total:
+            rec = {"step": step, "phase": "routed" if is_routed else "packed", "loss": round(loss.item(), 5), "lr": lr_at(step, cfg, total), "elapsed": round(time.time() - t0, 1)}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log(rec)
+        if step % cfg.checkpoint_every == 0 or step == total:
+            save_generator(raw_model, raw_text, out_dir / "last.safetensors", dtype=torch.float32)
+            torch.save({"opt": opt.state_dict(), "ema": ema.shadow, "step": step}, state_path)
+    backup = ema.copy_to()
+    final = out_dir / "base.safetensors"
+    save_generator(raw_model, raw_text, final, dtype=torch.bfloat16)
+    ema.restore(backup)
+    (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 2:
+        raise SystemExit("usage: python -m cinecli.train.base CONFIG.yaml OUT_DIR")
+    train_base(load_yaml_config(args[0], BaseTrainConfig), Path(args[1]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Multi-shot training batches from the procedural world, at latent-frame granularity.
+
+The world renders clips with per-frame prompts and cut flags; the generator conditions per
+*latent* frame, so each latent frame takes the prompt and cut flag of its first video frame
+(the world places cuts and events on latent-frame starts). Rendering runs in DataLoader worker
+processes so the GPU is not starved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+
+@dataclass(frozen=True)
+class LatentClip:
+    video: np.ndarray  # uint8 [T, H, W, 3]
+    prompts: tuple[str, ...]  # per latent frame
+    cuts: tuple[bool, ...]  # per latent frame: follows a hard cut
+
+
+def latent_conditioning(prompts: list[str], cuts: list[bool], stride: int) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    """Per-latent-frame prompt and cut flag from per-video-frame ones."""
+    n = len(prompts) // stride
+    lp = tuple(prompts[i * stride] for i in range(n))
+    lc = tuple(any(cuts[i * stride : (i + 1) * stride]) for i in range(n))
+    return lp, lc
+
+
+def world_clips(seed: int, frames: int, stride: int, width: int, height: int, fps: int) -> Iterator[LatentClip]:
+    from cinecli.world.dataset import training_clips
+
+    for clip in training_clips(seed, frames=frames, width=width, height=height, fps=fps):
+        prompts, cuts = latent_conditioning(list(clip.prompts), [bool(c) for c in clip.cuts], stride)
+        yield LatentClip(np.ascontiguousarray(clip.frames), prompts, cuts)
+
+
+class WorldClips(IterableDataset):
+    """Endless world clips; each DataLoader worker draws from its own seed."""
+
+    def __init__(self, seed: int, *, frames: int, stride: int = 4, width: int = 192, height: int = 128, fps: int = 12) -> None:
+        super().__init__()
+        self.seed, self.frames, self.stride = seed, frames, stride
+        self.width, self.height, self.fps = width, height, fps
+
+    def __iter__(self) -> Iterator[LatentClip]:
+        info = get_worker_info()
+        worker = info.id if info is not None else 0
+        yield from world_clips(self.seed * 1000 + worker, self.frames, self.stride, self.width, self.height, self.fps)
+
+
+@dataclass(frozen=True)
+class Batch:
+    video: Tensor  # uint8 [B, T, H, W, 3]
+    prompts: list[tuple[str, ...]]  # [B][F]
+    cuts: Tensor  # bool [B, F]
+
+
+def collate(clips: list[LatentClip]) -> Batch:
+    return Batch(
+        video=torch.from_numpy(np.stack([c.video for c in clips])),
+        prompts=[c.prompts for c in clips],
+        cuts=torch.tensor([c.cuts for c in clips], dtype=torch.bool),
+    )
+
+
+def batches(seed: int, *, batch: int, frames: int, workers: int, stride: int = 4) -> Iterator[Batch]:
+    ds = WorldClips(seed, frames=frames, stride=stride)
+    loader = DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate, persistent_workers=workers > 0,
+                        prefetch_factor=4 if workers > 0 else None)
+    yield from loader
+
+
+def video_to_model(video: Tensor, device: torch.device) -> Tensor:
+    """uint8 [B, T, H, W, 3] → float [B, 3, T, H, W] in [-1, 1] on `device`."""
+    return video.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)

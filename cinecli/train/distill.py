@@ -1,0 +1,174 @@
+"""Stage 3: distil the multi-step base model into a 4-step causal student.
+
+ODE-trajectory regression in the causal setting: the frozen base model integrates its
+probability-flow ODE (Euler, classifier-free guidance) for every chunk of a packed clip, each
+chunk conditioned on the clean past exactly as in generation; the student learns to jump from
+the trajectory's state at each of its own four noise levels straight to the teacher's end point.
+
+    python -m cinecli.train.distill configs/train/distill.yaml runs/distill
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cinecli.model.attention import SequenceAttention
+from cinecli.model.autoencoder import VideoAutoencoder, load_autoencoder
+from cinecli.model.bundle import build_modules, load_generator, save_generator
+from cinecli.model.card import ModelCard, default_card
+from cinecli.model.text import WordTextEncoder
+from cinecli.model.transformer import WanTransformer
+from cinecli.sampling.schedule import StepSchedule
+from cinecli.train.base import EMA, encode_prompts, to_latents
+from cinecli.train.config import load_yaml_config
+from cinecli.train.data import Batch, batches
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    steps: int = 1000
+    batch: int = 16
+    latent_frames: int = 18
+    chunk_frames: int = 3
+    student_steps: int = 4
+    shift: float = 5.0
+    substeps: int = 4  # teacher Euler steps between two student levels
+    guidance: float = 3.0
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    ema: float = 0.995
+    precision: str = "bf16"
+    seed: int = 1
+    num_workers: int = 8
+    log_every: int = 25
+    checkpoint_every: int = 250
+    autoencoder: str = "runs/ae/autoencoder.safetensors"
+    teacher: str = "runs/base/base.safetensors"
+
+
+def teacher_grid(levels: Tensor, substeps: int) -> Tensor:
+    """The teacher's σ grid: each student interval split into `substeps` equal parts."""
+    parts = [torch.linspace(float(a), float(b), substeps + 1, dtype=torch.float64)[:-1] for a, b in zip(levels[:-1], levels[1:])]
+    return torch.cat(parts + [levels[-1:]])
+
+
+@torch.no_grad()
+def teacher_trajectory(teacher: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, noise: Tensor) -> tuple[list[Tensor], Tensor]:
+    """States at the student's levels (σ_0..σ_{n-1}) and the end point, for every chunk at once."""
+    b, _, f, h, w = z.shape
+    dev = z.device
+    rows, cols = teacher.config.grid(h, w)
+    levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas()
+    grid = teacher_grid(levels, cfg.substeps).tolist()
+    cond = encode_prompts(text, teacher, batch.prompts, 0.0, torch.Generator())
+    uncond = encode_prompts(text, teacher, [("",) * f] * b, 0.0, torch.Generator())
+    fp = torch.arange(f, device=dev).repeat(2).expand(b, -1)
+    cuts = batch.cuts.to(dev).repeat(1, 2)
+    src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, teacher.rope, z.dtype, dev)
+    x = noise.clone()
+    states = []
+    for i, (s, s_next) in enumerate(zip(grid[:-1], grid[1:])):
+        if i % cfg.substeps == 0:
+            states.append(x.clone())
+        t = torch.cat([torch.zeros(b, f, device=dev), torch.full((b, f), s * 1000, device=dev)], dim=1)
+        seq = torch.cat([z, x], dim=2)
+        v_c = teacher(seq, t, cond, fp, src, cuts)[:, :, f:].float()
+        v_u = teacher(seq, t, uncond, fp, src, cuts)[:, :, f:].float()
+        x = x + (s_next - s) * (v_u + cfg.guidance * (v_c - v_u))
+    return states, x
+
+
+def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, states: list[Tensor], target: Tensor, gen: torch.Generator) -> Tensor:
+    """Each chunk starts from the trajectory at a random student level and must land on the end point."""
+    b, _, f, h, w = z.shape
+    dev = z.device
+    rows, cols = student.config.grid(h, w)
+    levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas()
+    chunks = -(-f // cfg.chunk_frames)
+    k = torch.randint(0, cfg.student_steps, (b, chunks), generator=gen).repeat_interleave(cfg.chunk_frames, 1)[:, :f].to(dev)
+    stacked = torch.stack(states, dim=0)  # [n, B, C, F, H, W]
+    idx = k[None, :, None, :, None, None].expand(1, b, stacked.shape[2], f, h, w)
+    x = stacked.gather(0, idx)[0]
+    sigma = levels.to(dev).float()[k]  # [B, F]
+    ctx = encode_prompts(text, student, batch.prompts, 0.0, gen)
+    fp = torch.arange(f, device=dev).repeat(2).expand(b, -1)
+    cuts = batch.cuts.to(dev).repeat(1, 2)
+    t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
+    src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, student.rope, z.dtype, dev)
+    v = student(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts)[:, :, f:].float()
+    x0 = x.float() - sigma[:, None, :, None, None] * v
+    return F.mse_loss(x0, target.float())
+
+
+def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
+                  ae: VideoAutoencoder | None = None, log=print) -> Path:
+    from accelerate import Accelerator
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    card = card or default_card()
+    acc = Accelerator(mixed_precision=cfg.precision if torch.cuda.is_available() else "no")
+    dev = acc.device
+    teacher, t_text, _ = build_modules(card)
+    load_generator(teacher, t_text, Path(cfg.teacher))
+    teacher.to(dev).eval().requires_grad_(False)
+    t_text.to(dev).eval().requires_grad_(False)
+    student, s_text, _ = build_modules(card)
+    load_generator(student, s_text, Path(cfg.teacher))
+    ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
+    params = list(student.parameters()) + list(s_text.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
+    student, s_text, opt = acc.prepare(student, s_text, opt)
+    raw_s, raw_t = acc.unwrap_model(student), acc.unwrap_model(s_text)
+    ema = EMA([raw_s, raw_t], cfg.ema)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    source = data or batches(cfg.seed, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
+    t0 = time.time()
+    logf = (out_dir / "log.jsonl").open("a")
+    for step in range(1, cfg.steps + 1):
+        batch = next(source)
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps)
+        z = to_latents(ae, batch, dev)
+        noise = torch.randn(z.shape, generator=gen).to(dev)
+        with acc.autocast():
+            states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, noise)
+            loss = student_loss(student, s_text, z, batch, cfg, states, target, gen)
+        acc.backward(loss)
+        acc.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        ema.update()
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            rec = {"step": step, "loss": round(loss.item(), 5), "elapsed": round(time.time() - t0, 1)}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log(rec)
+        if step % cfg.checkpoint_every == 0:
+            save_generator(raw_s, raw_t, out_dir / "last.safetensors", dtype=torch.float32)
+    ema.copy_to()
+    final = out_dir / "student.safetensors"
+    save_generator(raw_s, raw_t, final, dtype=torch.bfloat16)
+    (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 2:
+        raise SystemExit("usage: python -m cinecli.train.distill CONFIG.yaml OUT_DIR")
+    train_distill(load_yaml_config(args[0], DistillConfig), Path(args[1]))
+
+
+if __name__ == "__main__":
+    main()
