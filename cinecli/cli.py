@@ -113,6 +113,65 @@ def plan(script: Path = SCRIPT_ARG, json_output: bool = JSON_OPT) -> None:
         console.print(Text(f"warning: {warning}", style="yellow"))
 
 
+# ---------------------------------------------------------------- render
+
+
+@app.command(epilog=(
+    "[bold]Examples:[/bold]\n\n"
+    "  [cyan]cinecli render examples/quickstart.yaml[/cyan]   (writes quickstart.mp4 in the current folder)\n\n"
+    "  [cyan]cinecli render film.yaml -o out/film.mp4 --split-shots --seed 3[/cyan]\n\n"
+    "  [cyan]cinecli render film.yaml --progress json | jq -c 'select(.event==\"chunk_done\")'[/cyan]\n\n"
+    "Beside the film: [bold]film.manifest.json[/bold], [bold]film.contact.png[/bold] (a row per shot), "
+    "and the state folder [bold]film.state/[/bold] that resume and re-render use.\n\n"
+    "Exit codes: 0 done, 1 failure while rendering, 2 invalid input (nothing written), 130 interrupted."
+))
+def render(
+    script: Path = SCRIPT_ARG,
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="The MP4 to write [default: SCRIPT's name, .mp4, in the current folder]."),  # noqa: UP007
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+    split_shots: bool = typer.Option(False, "--split-shots", help="Also write one MP4 per shot into FILM.shots/."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override film.seed."),  # noqa: UP007
+    policy: Optional[str] = typer.Option(None, "--memory", help="Override film.memory.policy: camr, window, full or none."),  # noqa: UP007
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, max=1000, help="Denoising steps per chunk [default: the model's]."),  # noqa: UP007
+    device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1 ..."),
+    history: str = typer.Option("native", "--history", help="Storage of the KV history: native or int8."),
+    state_dir: Optional[Path] = typer.Option(None, "--state", help="State folder [default: FILM.state beside the output]."),  # noqa: UP007
+    progress: str = typer.Option("auto", "--progress", help="auto (bars on a terminal, JSON lines otherwise), rich, json or quiet."),
+) -> None:
+    """Render a screenplay into an MP4, chunk by chunk, streaming each chunk to disk as it is made."""
+    import sys
+
+    from cinecli.render.progress import make_reporter
+    from cinecli.render.run import RenderRequest, render_script
+
+    if policy is not None and policy not in ("camr", "window", "full", "none"):
+        typer.echo(f"error: --memory must be camr, window, full or none, not {policy!r}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    if history not in ("native", "int8"):
+        typer.echo(f"error: --history must be native or int8, not {history!r}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    req = RenderRequest(script=script, output=output, state_dir=state_dir, overwrite=overwrite, split_shots=split_shots,
+                        device=device, seed=seed, policy=policy, steps=steps, history=history)
+    try:
+        reporter = make_reporter(progress, sys.stdout)  # type: ignore[arg-type]
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    errors: list[str] = []
+
+    def emit(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind == "error":
+            errors.append(event.message)
+        reporter.handle(event)
+
+    with reporter:
+        code = render_script(req, emit)
+    if errors and progress != "rich" and not sys.stdout.isatty():
+        for message in errors:
+            typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
 # ---------------------------------------------------------------- shared helpers
 
 

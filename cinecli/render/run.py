@@ -57,6 +57,8 @@ def render_script(req: RenderRequest, emit: Callable[[ev.BaseEvent], None]) -> i
     """Render `req.script`; every outcome is reported through `emit` and the exit code returned."""
     from cinecli.model.formats import film_format
 
+    emit = stamped(emit)
+
     try:
         sp, fmt = load_screenplay_resolving(req.script, film_format)
     except ScreenplayError as err:
@@ -96,6 +98,18 @@ def render_script(req: RenderRequest, emit: Callable[[ev.BaseEvent], None]) -> i
         emit(ev.Error(message=f"render failed: {err}\n{traceback.format_exc(limit=3)}", exit_code=EXIT_FAILURE))
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def stamped(emit: Callable[[ev.BaseEvent], None]) -> Callable[[ev.BaseEvent], None]:
+    """Events carry `t`, seconds since the render started, so a farm log can be timed."""
+    import time
+
+    start = time.monotonic()
+
+    def emit_with_time(event: ev.BaseEvent) -> None:
+        emit(dataclasses.replace(event, t=round(time.monotonic() - start, 3)))
+
+    return emit_with_time
 
 
 def options_device(device: str):
