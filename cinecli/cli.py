@@ -172,6 +172,52 @@ def render(
     raise typer.Exit(code)
 
 
+# ---------------------------------------------------------------- train
+
+
+@app.command(epilog=(
+    "[bold]Examples:[/bold] (the three stages of the default model, in order)\n\n"
+    "  [cyan]cinecli train autoencoder configs/train/autoencoder.yaml runs/ae[/cyan]\n\n"
+    "  [cyan]cinecli train base configs/train/base.yaml runs/base[/cyan]\n\n"
+    "  [cyan]cinecli train distill configs/train/distill.yaml runs/distill[/cyan]\n\n"
+    "Each stage checkpoints into OUT and resumes from it when run again; "
+    "logs are JSON lines in OUT/log.jsonl. docs/TRAINING.md says how the shipped weights were made."
+))
+def train(
+    stage: str = typer.Argument(..., help="autoencoder, base or distill.", show_default=False),
+    config: Path = typer.Argument(..., help="The stage's YAML config.", show_default=False),
+    out: Path = typer.Argument(..., help="Output folder (checkpoints, logs, final weights).", show_default=False),
+) -> None:
+    """Train a stage of the default model on the procedural multi-shot world."""
+    from cinecli.train.config import ConfigError
+
+    def log(rec: dict) -> None:
+        typer.echo(json.dumps(rec))
+
+    try:
+        if stage == "autoencoder":
+            from cinecli.train.autoencoder import load_train_config, train_autoencoder
+
+            path = train_autoencoder(load_train_config(config), out_dir=out, log=log)
+        elif stage == "base":
+            from cinecli.train.base import BaseTrainConfig, train_base
+            from cinecli.train.config import load_yaml_config
+
+            path = train_base(load_yaml_config(config, BaseTrainConfig), out, log=log)
+        elif stage == "distill":
+            from cinecli.train.config import load_yaml_config
+            from cinecli.train.distill import DistillConfig, train_distill
+
+            path = train_distill(load_yaml_config(config, DistillConfig), out, log=log)
+        else:
+            typer.echo(f"error: unknown stage {stage!r}; choose autoencoder, base or distill", err=True)
+            raise typer.Exit(EXIT_INVALID)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    typer.echo(f"wrote {path}")
+
+
 # ---------------------------------------------------------------- shared helpers
 
 
