@@ -357,7 +357,8 @@ def build_film(seed: int, *, duration_s: float, fps: int, width: int, height: in
         if returns and block > 0:
             cands = [s for s in settings if s.id != prev_setting
                      and 2 <= len(shots) - last_shot[s.id] <= 10]
-            if cands and rng.random() < (0.85 if not done["return"] else 0.45):
+            urgent = not done["return"] and total - frame < 0.4 * total
+            if cands and (urgent or rng.random() < (0.85 if not done["return"] else 0.45)):
                 setting, returning = rng.choice(cands), True
                 done["return"] = True
         if setting is None:
@@ -401,7 +402,7 @@ def build_film(seed: int, *, duration_s: float, fps: int, width: int, height: in
                 plan.append(("continue", {c: rng.choice(_STILL) for c in cast}, subj, True, False))
         elif btype == "dialogue":
             plan.append((rng.choice(("wide", "medium")), {c: "stand" for c in cast}, None, False, rng.random() < 0.3))
-            for k in range(rng.randint(3, 5)):
+            for k in range(rng.randint(2, 3) if total < 30 * fps else rng.randint(3, 5)):
                 subj = a if k % 2 == 0 else b
                 kind = "closeup" if k == 0 else "reverse"
                 plan.append((kind, {c: rng.choice(("stand", "stand", "spin", "grow", "jump")) if c == subj else "stand" for c in cast}, subj, False, False))
@@ -420,9 +421,12 @@ def build_film(seed: int, *, duration_s: float, fps: int, width: int, height: in
                 plan[-1] = (kind, {**acts, leaver: "leave"}, subj, cont, ev)
 
         # --- resolve the plan into shots
-        for kind, acts, subj, cont, with_event in plan:
+        for n_done, (kind, acts, subj, cont, with_event) in enumerate(plan):
             if frame >= total:
                 break
+            if returns and block > 0 and n_done > 0 and not done["return"] and total - frame < 64 \
+                    and (btype != "dialogue" or n_done >= 3):
+                break  # end the block early so a short film still gets its return
             remaining = total - frame
             lo_s, hi_s = _SHOT_SECONDS["action" if with_event else kind]
             dur = frames_for(rng, lo_s, hi_s, fps)
