@@ -4,8 +4,9 @@ Frame k is a closed-form function of (film, k): the background is a crop of the 
 static layer and each character is drawn at its pose for k. So any frame range can be
 rendered on its own (streaming, sharding), and the same seed gives the same bytes.
 
-Measured speed (one CPU core, 192x128, `measure_fps()`): about 1200 frames per second
-(a 30 s film, layers built per shot included).
+Measured speed (one CPU core, 192x128, `measure_fps(seed, 30.0)` for seeds 1-8): 710 to
+1490 frames per second, median about 900 (layer building per shot included; close-up-heavy
+films are the slowest because characters cover more pixels).
 """
 
 from __future__ import annotations

@@ -383,7 +383,7 @@ def build_film(seed: int, *, duration_s: float, fps: int, width: int, height: in
         actors: dict[str, _Actor] = {}
         lane = (STAGE_X[1] - STAGE_X[0]) / len(cast)
         for i, cid in enumerate(cast):
-            lo, hi = STAGE_X[0] + i * lane + 0.05, STAGE_X[0] + (i + 1) * lane - 0.05
+            lo, hi = STAGE_X[0] + i * lane + 0.12, STAGE_X[0] + (i + 1) * lane - 0.12
             x = rng.uniform(lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo))
             facing = rng.choice((-1, 1))
             if btype == "dialogue":
