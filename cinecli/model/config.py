@@ -74,7 +74,7 @@ class TransformerConfig:
 PRESETS: dict[str, TransformerConfig] = {
     # The shipped default model: small enough to render a short film on a laptop CPU.
     "tiny": TransformerConfig(
-        dim=256, num_layers=8, num_heads=4, ffn_dim=1024, text_dim=128, freq_dim=128,
+        dim=256, num_layers=6, num_heads=4, ffn_dim=1024, text_dim=128, freq_dim=128,
         in_channels=16, out_channels=16, text_len=32, cut_embedding=True,
     ),
     # A few-thousand-parameter shape for fast tests of every code path (not a usable model).

@@ -70,6 +70,7 @@ class AETrainConfig:
     eval_every: int = 0  # held-out PSNR every N steps (0: only at the end)
     checkpoint_every: int = 500
     holdout_clips: int = 32  # for evaluation and latent statistics
+    max_minutes: float = 0.0  # wall-clock budget (0: none): training stops there and finishes normally
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
 
     def __post_init__(self) -> None:
@@ -364,7 +365,8 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
     holdout = _holdout(cfg)
     model.train()
     t_last, steps_since = time.perf_counter(), 0
-    while step < cfg.steps:
+    t_start = t_last
+    while step < cfg.steps and not (cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes):
         x = to_video(next(data), device)  # [B, 3, T, H, W]
         lr = lr_at(step, cfg)
         for g in opt.param_groups:

@@ -49,6 +49,7 @@ class BaseTrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 200
     sigma_shift: float = 3.0  # training noise levels: shifted uniform, more weight on high noise
+    reuse: int = 1  # optimizer steps per rendered batch (fresh noise each time), so world rendering never starves the GPU
     cfg_dropout: float = 0.1  # prompts replaced by "" so the ODE sampler can use guidance
     ema: float = 0.999
     precision: str = "bf16"
@@ -60,13 +61,22 @@ class BaseTrainConfig:
     init: str = ""  # start from these generator weights (safetensors) instead of random
     top_k: int = 5
     recent_chunks: int = 3
+    max_minutes: float = 0.0  # wall-clock budget (0: none); the schedule and the phase switch follow time then
 
 
-def lr_at(step: int, cfg: BaseTrainConfig, total: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    p = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+def progress(step: int, total: int, elapsed: float, cfg: BaseTrainConfig) -> float:
+    """Fraction of the run done, by steps or by the time budget, whichever is further along."""
+    p = step / max(1, total)
+    if cfg.max_minutes > 0:
+        p = max(p, elapsed / (60 * cfg.max_minutes))
+    return min(p, 1.0)
+
+
+def lr_at(step: int, p: float, lr: float, warmup: int) -> float:
+    """Linear warm-up, then cosine to a tenth of `lr` over the run's progress `p`."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
 def encode_prompts(text: WordTextEncoder, model: WanTransformer, prompts: list[tuple[str, ...]], dropout: float, gen: torch.Generator) -> TextContext:
@@ -206,16 +216,22 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
     total = cfg.steps + cfg.routed_steps
     packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
     routed = None
+    batch: Batch | None = None
     t0 = time.time()
     logf = (out_dir / "log.jsonl").open("a")
-    while step < total:
-        is_routed = step >= cfg.steps
+    packed_share = cfg.steps / max(1, total)
+    while True:
+        p = progress(step, total, time.time() - t0, cfg)
+        if p >= 1.0:
+            break
+        is_routed = cfg.routed_steps > 0 and p >= packed_share
         if is_routed and routed is None:
             routed = data or batches(cfg.seed + 7 + step, batch=cfg.routed_batch, frames=cfg.routed_latent_frames * card.temporal_stride, workers=cfg.num_workers)
-        batch = next(routed if is_routed else packed)  # type: ignore[arg-type]
+        if batch is None or step % cfg.reuse == 0 or is_routed:
+            batch = next(routed if is_routed else packed)  # type: ignore[arg-type]
+            z = to_latents(ae, batch, dev)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg, total)
-        z = to_latents(ae, batch, dev)
+            g["lr"] = lr_at(step, p, cfg.lr, cfg.warmup_steps)
         with acc.autocast():
             loss = (routed_loss if is_routed else packed_loss)(model, text, z, batch, cfg, gen)
         acc.backward(loss)
@@ -225,13 +241,15 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
         ema.update()
         step += 1
         if step % cfg.log_every == 0 or step == total:
-            rec = {"step": step, "phase": "routed" if is_routed else "packed", "loss": round(loss.item(), 5), "lr": lr_at(step, cfg, total), "elapsed": round(time.time() - t0, 1)}
+            rec = {"step": step, "phase": "routed" if is_routed else "packed", "loss": round(loss.item(), 5), "lr": opt.param_groups[0]["lr"], "elapsed": round(time.time() - t0, 1)}
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
             log(rec)
-        if step % cfg.checkpoint_every == 0 or step == total:
+        if step % cfg.checkpoint_every == 0:
             save_generator(raw_model, raw_text, out_dir / "last.safetensors", dtype=torch.float32)
             torch.save({"opt": opt.state_dict(), "ema": ema.shadow, "step": step}, state_path)
+    save_generator(raw_model, raw_text, out_dir / "last.safetensors", dtype=torch.float32)
+    torch.save({"opt": opt.state_dict(), "ema": ema.shadow, "step": step}, state_path)
     backup = ema.copy_to()
     final = out_dir / "base.safetensors"
     save_generator(raw_model, raw_text, final, dtype=torch.bfloat16)

@@ -52,6 +52,7 @@ class DistillConfig:
     checkpoint_every: int = 250
     autoencoder: str = "runs/ae/autoencoder.safetensors"
     teacher: str = "runs/base/base.safetensors"
+    max_minutes: float = 0.0  # wall-clock budget (0: none)
 
 
 def teacher_grid(levels: Tensor, substeps: int) -> Tensor:
@@ -133,7 +134,9 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     source = data or batches(cfg.seed, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
     t0 = time.time()
     logf = (out_dir / "log.jsonl").open("a")
-    for step in range(1, cfg.steps + 1):
+    step = 0
+    while step < cfg.steps and not (cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes):
+        step += 1
         batch = next(source)
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps)
@@ -147,7 +150,7 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema.update()
-        if step % cfg.log_every == 0 or step == cfg.steps:
+        if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
             rec = {"step": step, "loss": round(loss.item(), 5), "elapsed": round(time.time() - t0, 1)}
             logf.write(json.dumps(rec) + "\n")
             logf.flush()

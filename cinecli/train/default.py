@@ -1,0 +1,65 @@
+"""Train the shipped default model end to end: autoencoder → base model → 4-step student.
+
+One command, with a wall-clock budget split between the stages, so the whole recipe fits one
+call on a lent GPU; the result is a folder laid out like `cinecli/weights/default/`.
+
+    python -m cinecli.train.default OUT --minutes 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+from cinecli.model.card import ModelCard, default_card
+from cinecli.train.autoencoder import load_train_config, train_autoencoder
+from cinecli.train.base import BaseTrainConfig, train_base
+from cinecli.train.config import load_yaml_config
+from cinecli.train.distill import DistillConfig, train_distill
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
+SHARES = {"autoencoder": 0.27, "base": 0.48, "distill": 0.25}  # of the budget, measured to fit one call
+
+
+def run(out: Path, minutes: float, configs: Path = CONFIGS) -> Path:
+    """Train all three stages into `out/` and assemble `out/default/`; returns that folder."""
+    log = lambda rec: print(json.dumps(rec), flush=True)  # noqa: E731 - one-line logger
+    timings: dict[str, float] = {}
+    t = time.time()
+    ae_cfg = dataclasses.replace(load_train_config(configs / "autoencoder.yaml"), max_minutes=minutes * SHARES["autoencoder"])
+    ae_path = train_autoencoder(ae_cfg, out_dir=out / "ae", log=log)
+    timings["autoencoder"] = time.time() - t
+    t = time.time()
+    base_cfg = dataclasses.replace(load_yaml_config(configs / "base.yaml", BaseTrainConfig), autoencoder=str(ae_path), max_minutes=minutes * SHARES["base"])
+    base_path = train_base(base_cfg, out / "base", log=log)
+    timings["base"] = time.time() - t
+    t = time.time()
+    d_cfg = dataclasses.replace(load_yaml_config(configs / "distill.yaml", DistillConfig), autoencoder=str(ae_path), teacher=str(base_path), max_minutes=minutes * SHARES["distill"])
+    student_path = train_distill(d_cfg, out / "distill", log=log)
+    timings["distill"] = time.time() - t
+    final = out / "default"
+    final.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ae_path, final / "autoencoder.safetensors")
+    shutil.copy(base_path, final / "base.safetensors")
+    shutil.copy(student_path, final / "student.safetensors")
+    card: ModelCard = default_card()
+    card.write(final / "model.json")
+    (final / "training.json").write_text(json.dumps({"seconds": timings, "budget_minutes": minutes}, indent=2) + "\n")
+    log({"done": str(final), "seconds": timings})
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="train the default model: autoencoder, base, distilled student")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget for all three stages")
+    args = ap.parse_args(argv)
+    run(args.out, args.minutes)
+
+
+if __name__ == "__main__":
+    main()
