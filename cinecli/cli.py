@@ -137,11 +137,14 @@ def render(
     history: str = typer.Option("native", "--history", help="Storage of the KV history: native or int8."),
     state_dir: Optional[Path] = typer.Option(None, "--state", help="State folder [default: FILM.state beside the output]."),  # noqa: UP007
     progress: str = typer.Option("auto", "--progress", help="auto (bars on a terminal, JSON lines otherwise), rich, json or quiet."),
+    fresh: bool = typer.Option(False, "--fresh", help="Forget the state folder's checkpoints and start over (no resume, no reuse)."),
+    checkpoint_every: str = typer.Option("1", "--checkpoint-every", help="Checkpoint every N chunks (3) or seconds (30s); shot ends always checkpoint."),
 ) -> None:
-    """Render a screenplay into an MP4, chunk by chunk, streaming each chunk to disk as it is made."""
-    import sys
+    """Render a screenplay into an MP4, chunk by chunk, streaming each chunk to disk as it is made.
 
-    from cinecli.render.progress import make_reporter
+    An unfinished render of the same screenplay and settings is resumed from its state folder; an
+    edited screenplay is re-rendered from its first changed shot.
+    """
     from cinecli.render.run import RenderRequest, render_script
 
     if policy is not None and policy not in ("camr", "window", "full", "none"):
@@ -151,12 +154,47 @@ def render(
         typer.echo(f"error: --history must be native or int8, not {history!r}", err=True)
         raise typer.Exit(EXIT_INVALID)
     req = RenderRequest(script=script, output=output, state_dir=state_dir, overwrite=overwrite, split_shots=split_shots,
-                        device=device, seed=seed, policy=policy, steps=steps, history=history)
+                        device=device, seed=seed, policy=policy, steps=steps, history=history,
+                        fresh=fresh, checkpoint_every=checkpoint_every)
+    raise typer.Exit(_run_reported(progress, lambda emit: render_script(req, emit)))
+
+
+# ---------------------------------------------------------------- resume
+
+
+@app.command(epilog=(
+    "[bold]Examples:[/bold]\n\n"
+    "  [cyan]cinecli resume film.state[/cyan]   (the command an interrupted render prints)\n\n"
+    "  [cyan]cinecli resume film.state --progress json[/cyan]\n\n"
+    "Exit codes: 0 done, 1 failure while rendering, 2 the state cannot be resumed (it says why), 130/143 interrupted."
+))
+def resume(
+    state: Path = typer.Argument(..., help="The state folder of an interrupted render (FILM.state).", show_default=False),
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device [default: the one the render started on]."),  # noqa: UP007
+    checkpoint_every: str = typer.Option("1", "--checkpoint-every", help="Checkpoint every N chunks (3) or seconds (30s)."),
+    progress: str = typer.Option("auto", "--progress", help="auto (bars on a terminal, JSON lines otherwise), rich, json or quiet."),
+) -> None:
+    """Continue an interrupted render from its last checkpoint, with the screenplay and options it started with.
+
+    The frames are identical to those of a render that was never interrupted.
+    """
+    from cinecli.render.run import resume_state
+
+    raise typer.Exit(_run_reported(progress, lambda emit: resume_state(state, emit, device=device,
+                                                                       checkpoint_every=checkpoint_every)))
+
+
+def _run_reported(progress: str, job) -> int:  # type: ignore[no-untyped-def]
+    """Run a render job with the chosen reporter; errors are repeated on stderr when stdout is a log."""
+    import sys
+
+    from cinecli.render.progress import make_reporter
+
     try:
         reporter = make_reporter(progress, sys.stdout)  # type: ignore[arg-type]
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        return EXIT_INVALID
     errors: list[str] = []
 
     def emit(event) -> None:  # type: ignore[no-untyped-def]
@@ -165,11 +203,85 @@ def render(
         reporter.handle(event)
 
     with reporter:
-        code = render_script(req, emit)
+        code = job(emit)
     if errors and progress != "rich" and not sys.stdout.isatty():
         for message in errors:
             typer.echo(message, err=True)
-    raise typer.Exit(code)
+    return code
+
+
+# ---------------------------------------------------------------- inspect
+
+
+@app.command(epilog=(
+    "[bold]Examples:[/bold]\n\n"
+    "  [cyan]cinecli inspect film.state[/cyan]   (how far the render got, its settings, restore points, sizes)\n\n"
+    "  [cyan]cinecli inspect film.manifest.json --json[/cyan]"
+))
+def inspect(
+    path: Path = typer.Argument(..., help="A state folder, its manifest.json, or a film's .manifest.json.", show_default=False),
+    json_output: bool = JSON_OPT,
+    verify: bool = typer.Option(False, "--verify", help="Also check every state file's size and sha256."),
+) -> None:
+    """Show what a state folder or a film manifest holds. Exit code 2 when it cannot be read (or --verify finds damage)."""
+    from cinecli.state.inspect import inspect_path
+    from cinecli.state.manifest import StateError
+
+    try:
+        info = inspect_path(path, verify=verify)
+    except StateError as exc:
+        if json_output:
+            _echo_json({"ok": False, "error": str(exc)})
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    bad = bool(info.get("problems"))
+    if json_output:
+        _echo_json({"ok": not bad, **info})
+    else:
+        _print_inspect(info)
+    if bad:
+        raise typer.Exit(EXIT_INVALID)
+
+
+def _print_inspect(info: dict) -> None:  # type: ignore[type-arg]
+    """A header, a settings table and a shots table; all user text goes in as Text (no markup)."""
+    console = Console()
+    if info["kind"] == "film":
+        shots = info.get("shots", [])
+        model = info.get("model", {})
+        console.print(Text(f"film manifest {info['path']}: {info.get('title', '')}"))
+        console.print(Text(f"screenplay {info.get('screenplay', {}).get('path')}  model {model.get('name')} "
+                           f"({model.get('weights')})  seed {info.get('seed')}"))
+        settings = Table("setting", "value", title="settings")
+        for key, value in info.get("settings", {}).items():
+            settings.add_row(Text(str(key)), Text(json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value)))
+        console.print(settings)
+        table = Table("#", "shot", "frames", "hash", title="shots")
+        for i, shot in enumerate(shots):
+            table.add_row(str(i + 1), Text(str(shot.get("id"))), f"{shot.get('frame_start')}–{shot.get('frame_end')}",
+                          str(shot.get("hash", ""))[:12])
+        console.print(table)
+        return
+    pos, size = info["position"], info["bytes"]
+    status = "complete" if info["complete"] else f"chunk {pos['next_chunk']} of {pos['chunks']} done"
+    console.print(Text(f"state {info['path']} (format {info['format_version']}): {status}, "
+                       f"frame {pos['frames_done']} of {pos['frames']}, {pos['generation_seconds']:.1f} s generating"))
+    console.print(Text(f"screenplay {info['screenplay']}\noutput     {info['output']}\n"
+                       f"size       {size['total'] / 1e6:.1f} MB (bank chunks {size['chunks'] / 1e6:.1f} MB, "
+                       f"restore points {size['restore_points'] / 1e6:.1f} MB, segments {size['segments'] / 1e6:.1f} MB)"))
+    settings = Table("setting", "value", title="settings")
+    for key, value in info["settings"].items():
+        settings.add_row(Text(str(key)), Text(str(value)))
+    console.print(settings)
+    table = Table("#", "shot", "frames", "status", "restore point", "hash", title="shots")
+    for shot in info["shots"]:
+        rp = shot["restore_point"]
+        table.add_row(str(shot["index"] + 1), Text(shot["id"]), f"{shot['frame_start']}–{shot['frame_end']}",
+                      shot["status"], f"chunk {rp['next_chunk']}" if rp else "–", shot["hash"][:12])
+    console.print(table)
+    for problem in info.get("problems", []):
+        console.print(Text(f"damaged: {problem}", style="red"))
 
 
 # ---------------------------------------------------------------- train

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -54,11 +54,42 @@ class RenderSession:
     seconds: float = 0.0  # generation wall time so far (across resumes)
 
 
+@dataclass(frozen=True)
+class KeptFrame:
+    """A frame the contact sheet kept, as decoded: offering it again rebuilds the same thumbnail."""
+
+    shot: int
+    index: int  # frame index inside the shot
+    length: int  # the shot's length in frames
+    frame: np.ndarray  # uint8 [H, W, 3]
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    """What one finished chunk added to the render: everything a checkpoint needs besides the bank.
+
+    It is a snapshot taken when the chunk is complete (segments on disk, session advanced), so a
+    checkpoint written later from it is consistent even if the next chunk was abandoned half way.
+    """
+
+    chunk: int
+    latent_start: int
+    latent_end: int
+    kept: tuple[KeptFrame, ...]
+    shots_finished: tuple[int, ...]
+    decode_state: DecodeState
+    next_chunk: int
+    frames_done: int
+    seconds: float
+
+
 @dataclass
 class PromptCache:
     """Text encodings per prompt and per-layer cross-attention K/V per prompt combination.
 
-    A new prompt mid-film costs one encoding; a chunk that reuses prompts costs nothing.
+    A new prompt mid-film costs one encoding; a chunk that reuses prompts costs nothing. Prompts
+    are encoded one at a time so an encoding never depends on which other prompts happened to be
+    new in the same chunk: a resumed render (whose cache starts empty) gets bit-identical text.
     """
 
     bundle: ModelBundle
@@ -70,10 +101,9 @@ class PromptCache:
     @torch.no_grad()
     def context(self, prompts: tuple[str, ...]) -> TextContext:
         if prompts not in self.contexts:
-            new = [p for p in prompts if p not in self.encoded]
-            if new:
-                for p, emb in zip(new, self.bundle.text_encoder.encode(new)):
-                    self.encoded[p] = emb
+            for p in prompts:
+                if p not in self.encoded:
+                    self.encoded[p] = self.bundle.text_encoder.encode([p])[0]
             emb = torch.stack([self.encoded[p] for p in prompts]).unsqueeze(0).to(self.device, self.dtype)
             self.contexts[prompts] = self.bundle.transformer.encode_text(emb)
         return self.contexts[prompts]
@@ -145,7 +175,7 @@ class Director:
         options: RenderOptions,
         *,
         steps: int | None = None,
-        on_chunk: Callable[["Director"], None] | None = None,
+        on_chunk: Callable[["Director", ChunkOutcome], None] | None = None,
     ) -> None:
         self.sp, self.plan, self.bundle, self.options = sp, plan, bundle, options
         self.device = torch.device(options.device)
@@ -158,13 +188,21 @@ class Director:
         )
         self.prompts = PromptCache(bundle, self.device, self.dtype)
         self.segments = SegmentStore(options.state_dir / "segments", plan.fps, plan.width, plan.height)
-        self.on_chunk = on_chunk  # checkpoint hook, called after every finished chunk
+        self.on_chunk = on_chunk  # checkpoint hook: called after every finished chunk, before its ChunkDone
 
     def restore(self, session: RenderSession) -> None:
         """Continue from a checkpointed session instead of the start."""
         self.session = session
         self.generator.bank = session.bank
         self.segments.discard_from(session.next_chunk)
+
+    def reused_events(self) -> Iterator[ev.Event]:
+        """ShotDone(reused=True) for every shot a restored session already holds in full."""
+        s = self.session
+        for shot in self.plan.shots:
+            if s.next_chunk > 0 and shot.frame_end <= s.frames_done:
+                yield ev.ShotDone(shot=shot.index, id=shot.id, frames=shot.frame_end - shot.frame_start,
+                                  seconds=round(s.seconds, 3), reused=True)
 
     def _chunk(self, chunk: int) -> Iterator[ev.Event]:
         plan, s = self.plan, self.session
@@ -176,26 +214,43 @@ class Director:
             video, s.decode_state = ae.decode_chunk(ae.denormalize(result.latents.float()), s.decode_state)
         start, end = plan.chunk_frame_range(chunk)
         frames = to_uint8(video)[: end - start]
+        kept: list[KeptFrame] = []
+        finished: list[int] = []
         for shot, a, b in shot_pieces(plan, start, end):
             sp = plan.shots[shot]
+            length = sp.frame_end - sp.frame_start
             if a == sp.frame_start:
                 yield ev.ShotStarted(shot=shot, id=sp.id, prompt=plan_prompt(plan, shot), frame_start=sp.frame_start, frame_end=sp.frame_end)
             self.segments.write(frames[a - start : b - start], shot=shot, chunk=chunk)
             for f in range(a, b):
-                s.sheet.offer(shot, f - sp.frame_start, sp.frame_end - sp.frame_start, frames[f - start])
+                if s.sheet.offer(shot, f - sp.frame_start, length, frames[f - start]):
+                    kept.append(KeptFrame(shot, f - sp.frame_start, length, frames[f - start].copy()))
             if b == sp.frame_end:
-                yield ev.ShotDone(shot=shot, id=sp.id, frames=sp.frame_end - sp.frame_start, seconds=round(s.seconds, 3), reused=False)
+                finished.append(shot)
+                yield ev.ShotDone(shot=shot, id=sp.id, frames=length, seconds=round(s.seconds, 3), reused=False)
         dt = time.perf_counter() - t0
         s.seconds += dt
         s.frames_done = end
         s.next_chunk = chunk + 1
+        if self.on_chunk is not None:  # the checkpoint lands before ChunkDone says it did
+            latents = plan.chunk_latents(chunk)
+            self.on_chunk(self, ChunkOutcome(
+                chunk=chunk, latent_start=latents.start, latent_end=latents.stop, kept=tuple(kept),
+                shots_finished=tuple(finished), decode_state=s.decode_state, next_chunk=s.next_chunk,
+                frames_done=s.frames_done, seconds=s.seconds,
+            ))
         yield ev.ChunkDone(
             chunk=chunk, chunks=plan.num_chunks, shot=plan.shot_of_frame(start), frames_done=end,
             frames_total=plan.frames, chunk_seconds=round(dt, 4), gen_fps=round((end - start) / dt, 2),
             active_tokens=result.active_tokens, memory_frames=s.bank.num_frames,
         )
 
-    def run(self) -> Iterator[ev.Event]:
+    def run(self, preface: Iterable[ev.Event] = ()) -> Iterator[ev.Event]:
+        """The render's events; `preface` (resume notes) comes right after the plan's notes.
+
+        Segments from `next_chunk` on are discarded first: they belong to a render that did not
+        reach its next checkpoint, or to another film that used this state folder.
+        """
         plan, opts = self.plan, self.options
         yield ev.RenderStarted(
             title=self.sp.film.title, frames=plan.frames, shots=len(plan.shots), chunks=plan.num_chunks,
@@ -204,10 +259,11 @@ class Director:
         )
         for note in plan.notes:
             yield ev.Note(message=note)
+        yield from preface
+        yield from self.reused_events()
+        self.segments.discard_from(self.session.next_chunk)
         for chunk in range(self.session.next_chunk, plan.num_chunks):
             yield from self._chunk(chunk)
-            if self.on_chunk is not None:
-                self.on_chunk(self)
         yield from self.finish()
 
     def finish(self) -> Iterator[ev.Event]:

@@ -2,21 +2,32 @@
 
 This is the layer the CLI calls; it owns the render's exit code. Everything that can be checked
 without a model is checked first, so bad input costs no model load and writes nothing.
+
+Every render keeps a state folder (`cinecli.state`): it checkpoints as it goes, continues an
+unfinished render of the same screenplay and settings, re-renders an edited screenplay from its
+first changed shot, and stops cleanly on SIGINT/SIGTERM with the command that resumes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from cinecli.render import events as ev
 from cinecli.screenplay import ScreenplayError, load_screenplay_resolving, plan_film, vocabulary_warnings
 from cinecli.screenplay.schema import Screenplay
+from cinecli.screenplay.timeline import Plan
 
-EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+if TYPE_CHECKING:
+    from cinecli.render.director import Director
+    from cinecli.state.checkpoint import CheckpointPolicy
+    from cinecli.state.manifest import StateManifest
+
+EXIT_OK, EXIT_FAILURE, EXIT_INVALID, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,8 @@ class RenderRequest:
     policy: str | None = None
     steps: int | None = None
     history: str = "native"
+    fresh: bool = False  # forget any state in the state folder and start over
+    checkpoint_every: str = "1"  # chunks ("3") or seconds ("30s") between checkpoints
 
 
 def default_output(script: Path) -> Path:
@@ -56,9 +69,17 @@ def apply_overrides(sp: Screenplay, req: RenderRequest) -> Screenplay:
 def render_script(req: RenderRequest, emit: Callable[[ev.BaseEvent], None]) -> int:
     """Render `req.script`; every outcome is reported through `emit` and the exit code returned."""
     from cinecli.model.formats import film_format
+    from cinecli.state.checkpoint import CheckpointPolicy
+    from cinecli.state.lock import state_lock
+    from cinecli.state.manifest import StateError
 
     emit = stamped(emit)
 
+    try:
+        policy = CheckpointPolicy.parse(req.checkpoint_every)
+    except ValueError as err:
+        emit(ev.Error(message=str(err), exit_code=EXIT_INVALID))
+        return EXIT_INVALID
     try:
         sp, fmt = load_screenplay_resolving(req.script, film_format)
     except ScreenplayError as err:
@@ -77,27 +98,199 @@ def render_script(req: RenderRequest, emit: Callable[[ev.BaseEvent], None]) -> i
         emit(ev.Note(message=warning))
     state_dir = (req.state_dir or default_state_dir(output)).resolve()
     try:
-        from cinecli.model.bundle import load_model
-        from cinecli.render.director import Director, RenderOptions
-
-        bundle = load_model(sp.film.model, req.script.parent)
-        if not bundle.trained:
-            emit(ev.Note(message="no trained default weights are installed: rendering with a randomly initialised model (the film will be noise)"))
-        options = RenderOptions(
-            output=output, state_dir=state_dir, overwrite=req.overwrite, split_shots=req.split_shots,
-            device=req.device, history=req.history,
-        )
-        bundle.to(options_device(req.device), bundle_dtype(req.device))
-        director = Director(sp, plan, bundle, options, steps=req.steps)
-        for event in director.run():
-            emit(event)
-    except KeyboardInterrupt:
-        emit(ev.Interrupted(signal="SIGINT", resume_command=f"cinecli render {req.script}", exit_code=EXIT_INTERRUPTED))
+        with state_lock(state_dir):
+            return _render_in_state(req, sp, plan, output, state_dir, policy, emit)
+    except StateError as err:
+        emit(ev.Error(message=str(err), exit_code=EXIT_INVALID))
+        return EXIT_INVALID
+    except KeyboardInterrupt:  # before the render's own handlers were installed: nothing new to save
+        emit(ev.Interrupted(signal="SIGINT", resume_command=resume_command(state_dir), exit_code=EXIT_INTERRUPTED))
         return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - every failure becomes a reported exit code 1
         emit(ev.Error(message=f"render failed: {err}\n{traceback.format_exc(limit=3)}", exit_code=EXIT_FAILURE))
         return EXIT_FAILURE
-    return EXIT_OK
+
+
+def resume_state(state_dir: Path, emit: Callable[[ev.BaseEvent], None], *, device: str | None = None,
+                 checkpoint_every: str = "1") -> int:
+    """`cinecli resume`: continue the render a state folder holds, with the options it was started with."""
+    from cinecli.state.manifest import MANIFEST_NAME, StateError, manifest_file, read_manifest
+
+    state_dir = Path(state_dir)
+    if state_dir.name == MANIFEST_NAME and state_dir.is_file():
+        state_dir = state_dir.parent
+    try:
+        manifest = read_manifest(manifest_file(state_dir))
+    except StateError as err:
+        emit(ev.Error(message=str(err), exit_code=EXIT_INVALID))
+        return EXIT_INVALID
+    if manifest.complete and Path(manifest.output).exists():
+        emit(ev.Note(message=f"nothing to resume: every chunk in {state_dir} is rendered and {manifest.output} exists"))
+        return EXIT_OK
+    script = Path(manifest.screenplay)
+    if not script.is_file():
+        emit(ev.Error(message=f"{manifest_file(state_dir)}: its screenplay {script} is gone; render it again "
+                              f"with cinecli render SCRIPT --state {shlex.quote(str(state_dir))}", exit_code=EXIT_INVALID))
+        return EXIT_INVALID
+    r = manifest.request
+    req = RenderRequest(
+        script=script, output=Path(manifest.output), state_dir=state_dir.resolve(), overwrite=bool(r.get("overwrite")),
+        split_shots=bool(r.get("split_shots")), device=device or str(r.get("device", "cpu")),
+        seed=_opt_int(r.get("seed")), policy=r.get("policy"), steps=_opt_int(r.get("steps")),  # type: ignore[arg-type]
+        history=str(r.get("history", "native")), checkpoint_every=checkpoint_every,
+    )
+    return render_script(req, emit)
+
+
+def resume_command(state_dir: Path) -> str:
+    """The exact command that continues a render from its state folder."""
+    return f"cinecli resume {shlex.quote(str(state_dir))}"
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
+def _render_in_state(req: RenderRequest, sp: Screenplay, plan: Plan, output: Path, state_dir: Path,
+                     policy: "CheckpointPolicy", emit: Callable[[ev.BaseEvent], None]) -> int:
+    """Load the model, settle the state folder (resume, re-render or fresh), run, stop cleanly on signals."""
+    from cinecli.model.bundle import load_model
+    from cinecli.render.director import Director, RenderOptions
+    from cinecli.state.checkpoint import Checkpointer
+    from cinecli.state.signals import stop_on_signals
+
+    bundle = load_model(sp.film.model, req.script.parent)
+    if not bundle.trained:
+        emit(ev.Note(message="no trained default weights are installed: rendering with a randomly initialised model (the film will be noise)"))
+    options = RenderOptions(
+        output=output, state_dir=state_dir, overwrite=req.overwrite, split_shots=req.split_shots,
+        device=req.device, history=req.history,
+    )
+    bundle.to(options_device(req.device), bundle_dtype(req.device))
+    director = Director(sp, plan, bundle, options, steps=req.steps)
+    manifest, preface = prepare_state(director, req, fresh=req.fresh)
+    checkpointer = Checkpointer(state_dir, manifest, policy)
+    director.on_chunk = checkpointer.after_chunk
+    resume = resume_command(state_dir)
+    with stop_on_signals() as stop:
+        try:
+            for event in director.run(preface):
+                if isinstance(event, ev.Finished):
+                    emit(ev.Note(message=state_summary(state_dir, checkpointer.stats, director.session.seconds)))
+                emit(event)
+                if stop.requested and isinstance(event, ev.ChunkDone):
+                    break
+            else:
+                return EXIT_OK
+            checkpointer.flush()
+        except KeyboardInterrupt:  # a second signal: the chunk in flight is abandoned
+            checkpointer.flush()
+        except Exception:
+            if not stop.requested:  # a real failure: keep the finished chunks, then report it
+                _flush_quietly(checkpointer)
+                raise
+            checkpointer.flush()  # e.g. ffmpeg killed by the terminal's SIGINT mid-chunk
+        emit(ev.Interrupted(signal=stop.signal or "SIGINT", resume_command=resume, exit_code=stop.exit_code))
+        return stop.exit_code
+
+
+def prepare_state(director: "Director", req: RenderRequest, *, fresh: bool) -> tuple["StateManifest", list[ev.BaseEvent]]:
+    """Settle the state folder before generating: the manifest to continue and the notes that say so.
+
+    Nothing is written or deleted until the state to continue from has been read and verified,
+    so a refusal (StateError) leaves the folder exactly as it was.
+    """
+    from cinecli.screenplay.timeline import shot_hashes
+    from cinecli.state.manifest import manifest_file, read_manifest, write_manifest
+    from cinecli.state.resume import (
+        check_compatible, choose_point, clear_state, describe_point, first_changed_shot, first_dirty_chunk,
+        load_session, remove_unlisted, rewound, shot_records,
+    )
+
+    opts, plan, sp = director.options, director.plan, director.sp
+    state_dir = opts.state_dir
+    fresh_manifest = new_manifest(director, req)
+    notes: list[ev.BaseEvent] = []
+    path = manifest_file(state_dir)
+    if fresh:
+        clear_state(state_dir)
+    elif path.exists():
+        old = read_manifest(path)
+        check_compatible(old, dict(fresh_manifest.settings), path)
+        shots = shot_records(plan, shot_hashes(sp))
+        changed = first_changed_shot(old.shots, shots)
+        point = choose_point(old, first_dirty_chunk(old, plan, changed), changed)
+        manifest = rewound(old, point, screenplay=fresh_manifest.screenplay, screenplay_sha256=fresh_manifest.screenplay_sha256,
+                           output=fresh_manifest.output, request=fresh_manifest.request, shots=shots,
+                           frames=plan.frames, latents=len(plan.latents), chunks_total=plan.num_chunks,
+                           cinecli_version=fresh_manifest.cinecli_version)
+        session = _fresh_session(director)
+        load_session(state_dir, manifest, point, session, director.device)  # verifies every file it reads
+        write_manifest(state_dir, manifest)
+        remove_unlisted(state_dir, manifest)
+        director.restore(session)
+        reused = [s.index for s in plan.shots if point.position.next_chunk > 0 and s.frame_end <= point.position.frames_done]
+        if changed is not None and changed < len(plan.shots):
+            shot = plan.shots[changed]
+            lead = f"shot {changed + 1} '{shot.id}' differs from the render in {state_dir}: re-rendering from it"
+        elif point.position.next_chunk > 0 and not old.complete:
+            lead = f"found an unfinished render of this screenplay in {state_dir}: resuming it (pass --fresh to start over)"
+        else:
+            lead = f"reusing the render in {state_dir}"
+        notes.append(ev.Note(message=f"{lead}; {describe_point(point, plan, reused)}"))
+        return manifest, notes
+    write_manifest(state_dir, fresh_manifest)
+    remove_unlisted(state_dir, fresh_manifest)
+    return fresh_manifest, notes
+
+
+def new_manifest(director: "Director", req: RenderRequest) -> "StateManifest":
+    """The manifest of this render before any chunk: screenplay, settings, shots, plan size."""
+    import cinecli
+    from cinecli.screenplay.timeline import shot_hashes
+    from cinecli.state.manifest import StateManifest
+    from cinecli.state.resume import shot_records
+    from cinecli.state.settings import card_digest, frame_settings
+
+    sp, plan, bundle, opts = director.sp, director.plan, director.bundle, director.options
+    sampler = director.generator.sampler
+    settings = frame_settings(
+        sp, plan, model=bundle.card.name, weights_id=bundle.weights_id, card_sha256=card_digest(bundle.card),
+        steps=sampler.steps, sampler=sampler.mode, history=opts.history, device=str(director.device),
+        dtype=str(director.dtype).removeprefix("torch."),
+    )
+    request = {"seed": req.seed, "policy": req.policy, "steps": req.steps, "history": req.history,
+               "device": req.device, "split_shots": req.split_shots, "overwrite": req.overwrite}
+    script = req.script.resolve()
+    return StateManifest(
+        screenplay=str(script), screenplay_sha256=sp.sha256, output=str(opts.output), request=request,
+        settings=settings, shots=shot_records(plan, shot_hashes(sp)), frames=plan.frames, latents=len(plan.latents),
+        chunks_total=plan.num_chunks, chunk_frames=plan.chunk_frames, cinecli_version=cinecli.__version__,
+    )
+
+
+def state_summary(state_dir: Path, stats: object, generation_seconds: float) -> str:
+    """The Note before Finished: what the state folder costs on disk and in time."""
+    from cinecli.state.inspect import folder_bytes
+
+    size = folder_bytes(state_dir)
+    secs = getattr(stats, "seconds", 0.0)
+    share = secs / generation_seconds if generation_seconds > 0 else 0.0
+    return (f"state {state_dir}: {size / 1e6:.1f} MB; {getattr(stats, 'writes', 0)} checkpoints took "
+            f"{secs:.2f} s ({share:.1%} of generation time)")
+
+
+def _fresh_session(director: "Director"):  # type: ignore[no-untyped-def]
+    from cinecli.render.director import new_session
+
+    return new_session(director.bundle, director.plan, director.options, director.device, director.dtype)
+
+
+def _flush_quietly(checkpointer: object) -> None:
+    try:
+        checkpointer.flush()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - the original failure is the one to report
+        pass
 
 
 def stamped(emit: Callable[[ev.BaseEvent], None]) -> Callable[[ev.BaseEvent], None]:
