@@ -23,6 +23,7 @@ from cinecli.screenplay.schema import Screenplay
 from cinecli.screenplay.timeline import Plan
 
 if TYPE_CHECKING:
+    from cinecli.model.bundle import ModelBundle
     from cinecli.render.director import Director
     from cinecli.state.checkpoint import CheckpointPolicy
     from cinecli.state.manifest import StateManifest
@@ -66,8 +67,12 @@ def apply_overrides(sp: Screenplay, req: RenderRequest) -> Screenplay:
     return dataclasses.replace(sp, film=film)
 
 
-def render_script(req: RenderRequest, emit: Callable[[ev.BaseEvent], None]) -> int:
-    """Render `req.script`; every outcome is reported through `emit` and the exit code returned."""
+def render_script(req: RenderRequest, emit: Callable[[ev.BaseEvent], None], *, bundle: "ModelBundle | None" = None) -> int:
+    """Render `req.script`; every outcome is reported through `emit` and the exit code returned.
+
+    `bundle` replaces the screenplay's model (for programs that hold a model already, and tests);
+    the state folder records its weights id, so states of different models never mix.
+    """
     from cinecli.model.formats import film_format
     from cinecli.state.checkpoint import CheckpointPolicy
     from cinecli.state.lock import state_lock
@@ -99,7 +104,7 @@ def render_script(req: RenderRequest, emit: Callable[[ev.BaseEvent], None]) -> i
     state_dir = (req.state_dir or default_state_dir(output)).resolve()
     try:
         with state_lock(state_dir):
-            return _render_in_state(req, sp, plan, output, state_dir, policy, emit)
+            return _render_in_state(req, sp, plan, output, state_dir, policy, emit, bundle)
     except StateError as err:
         emit(ev.Error(message=str(err), exit_code=EXIT_INVALID))
         return EXIT_INVALID
@@ -152,14 +157,15 @@ def _opt_int(value: object) -> int | None:
 
 
 def _render_in_state(req: RenderRequest, sp: Screenplay, plan: Plan, output: Path, state_dir: Path,
-                     policy: "CheckpointPolicy", emit: Callable[[ev.BaseEvent], None]) -> int:
+                     policy: "CheckpointPolicy", emit: Callable[[ev.BaseEvent], None],
+                     bundle: "ModelBundle | None") -> int:
     """Load the model, settle the state folder (resume, re-render or fresh), run, stop cleanly on signals."""
     from cinecli.model.bundle import load_model
     from cinecli.render.director import Director, RenderOptions
     from cinecli.state.checkpoint import Checkpointer
     from cinecli.state.signals import stop_on_signals
 
-    bundle = load_model(sp.film.model, req.script.parent)
+    bundle = bundle or load_model(sp.film.model, req.script.parent)
     if not bundle.trained:
         emit(ev.Note(message="no trained default weights are installed: rendering with a randomly initialised model (the film will be noise)"))
     options = RenderOptions(
