@@ -44,7 +44,9 @@ class LayerNorm(nn.LayerNorm):
     """LayerNorm computed in float32 whatever the working precision (bf16 norms drift)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        w = self.weight.float() if self.weight is not None else None
+        b = self.bias.float() if self.bias is not None else None
+        return F.layer_norm(x.float(), self.normalized_shape, w, b, self.eps).to(x.dtype)
 
 
 @dataclass(frozen=True)

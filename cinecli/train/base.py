@@ -163,13 +163,17 @@ class EMA:
 
     def __init__(self, modules: list[torch.nn.Module], decay: float) -> None:
         self.decay = decay
+        self.updates = 0
         self.params = [p for m in modules for p in m.parameters()]
         self.shadow = [p.detach().clone().float() for p in self.params]
 
     @torch.no_grad()
     def update(self) -> None:
+        """Warm-up decay: a short run must not ship weights that are mostly the initialisation."""
+        self.updates += 1
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for s, p in zip(self.shadow, self.params):
-            s.lerp_(p.detach().float(), 1 - self.decay)
+            s.lerp_(p.detach().float(), 1 - decay)
 
     @torch.no_grad()
     def copy_to(self) -> list[Tensor]:
@@ -212,6 +216,7 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
         for s, v in zip(ema.shadow, st["ema"]):
             s.copy_(v)
         step = int(st["step"])
+        ema.updates = step
     gen = torch.Generator().manual_seed(cfg.seed + step)
     total = cfg.steps + cfg.routed_steps
     packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)

@@ -25,13 +25,20 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
 SHARES = {"autoencoder": 0.27, "base": 0.48, "distill": 0.25}  # of the budget, measured to fit one call
 
 
-def run(out: Path, minutes: float, configs: Path = CONFIGS) -> Path:
-    """Train all three stages into `out/` and assemble `out/default/`; returns that folder."""
+def run(out: Path, minutes: float, configs: Path = CONFIGS, autoencoder: Path | None = None) -> Path:
+    """Train all three stages into `out/` and assemble `out/default/`; returns that folder.
+
+    With `autoencoder` given, stage 1 is skipped and its budget goes to the other two stages.
+    """
     log = lambda rec: print(json.dumps(rec), flush=True)  # noqa: E731 - one-line logger
     timings: dict[str, float] = {}
     t = time.time()
-    ae_cfg = dataclasses.replace(load_train_config(configs / "autoencoder.yaml"), max_minutes=minutes * SHARES["autoencoder"])
-    ae_path = train_autoencoder(ae_cfg, out_dir=out / "ae", log=log)
+    if autoencoder is None:
+        ae_cfg = dataclasses.replace(load_train_config(configs / "autoencoder.yaml"), max_minutes=minutes * SHARES["autoencoder"])
+        ae_path = train_autoencoder(ae_cfg, out_dir=out / "ae", log=log)
+    else:
+        ae_path = autoencoder
+        minutes = minutes / (1 - SHARES["autoencoder"])
     timings["autoencoder"] = time.time() - t
     t = time.time()
     base_cfg = dataclasses.replace(load_yaml_config(configs / "base.yaml", BaseTrainConfig), autoencoder=str(ae_path), max_minutes=minutes * SHARES["base"])
@@ -43,7 +50,8 @@ def run(out: Path, minutes: float, configs: Path = CONFIGS) -> Path:
     timings["distill"] = time.time() - t
     final = out / "default"
     final.mkdir(parents=True, exist_ok=True)
-    shutil.copy(ae_path, final / "autoencoder.safetensors")
+    if Path(ae_path).resolve() != (final / "autoencoder.safetensors").resolve():
+        shutil.copy(ae_path, final / "autoencoder.safetensors")
     shutil.copy(base_path, final / "base.safetensors")
     shutil.copy(student_path, final / "student.safetensors")
     card: ModelCard = default_card()
@@ -57,8 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="train the default model: autoencoder, base, distilled student")
     ap.add_argument("out", type=Path)
     ap.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget for all three stages")
+    ap.add_argument("--autoencoder", type=Path, default=None, help="reuse a trained autoencoder (skip stage 1)")
     args = ap.parse_args(argv)
-    run(args.out, args.minutes)
+    run(args.out, args.minutes, autoencoder=args.autoencoder)
 
 
 if __name__ == "__main__":
