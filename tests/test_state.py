@@ -279,13 +279,17 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "lock"}
 
 
-def _refused(script: Path, out: Path, state: Path, bundle: ModelBundle, match: str, **kw: object) -> None:
+def _refused(script: Path, out: Path, state: Path, bundle: ModelBundle, match: str, *, then_fresh: bool = False,
+             **kw: object) -> None:
+    """The render is refused with `match` in its one error, the folder is untouched, and --fresh renders."""
     before = _snapshot(state)
     code, events = render(script, out, bundle, **kw)
     assert code == 2, events
     (message,) = errors(events)
     assert match in message
     assert _snapshot(state) == before  # a refusal changes nothing
+    if not then_fresh:
+        return
     code, events = render(script, out, micro_bundle(), fresh=True)
     assert code == 0, errors(events)
     assert chunks_done(events) == [0, 1, 2, 3]
@@ -293,7 +297,7 @@ def _refused(script: Path, out: Path, state: Path, bundle: ModelBundle, match: s
 
 def test_refuses_other_weights(interrupted: tuple[Path, Path, Path]) -> None:
     script, out, state = interrupted
-    _refused(script, out, state, micro_bundle("micro-seed-1", seed=1), "another model or other weights")
+    _refused(script, out, state, micro_bundle("micro-seed-1", seed=1), "another model or other weights", then_fresh=True)
 
 
 def test_refuses_other_settings(interrupted: tuple[Path, Path, Path]) -> None:
