@@ -170,7 +170,7 @@ def render(
 ))
 def resume(
     state: Path = typer.Argument(..., help="The state folder of an interrupted render (FILM.state).", show_default=False),
-    device: Optional[str] = typer.Option(None, "--device", help="Torch device [default: the one the render started on]."),  # noqa: UP007
+    device: Optional[str] = typer.Option(None, "--device", help="Torch device (default: the one the render started on; same type only)."),  # noqa: UP007
     checkpoint_every: str = typer.Option("1", "--checkpoint-every", help="Checkpoint every N chunks (3) or seconds (30s)."),
     progress: str = typer.Option("auto", "--progress", help="auto (bars on a terminal, JSON lines otherwise), rich, json or quiet."),
 ) -> None:
