@@ -330,6 +330,57 @@ def train(
     typer.echo(f"wrote {path}")
 
 
+# ---------------------------------------------------------------- eval
+
+
+@app.command("eval", epilog=(
+    "[bold]Examples:[/bold]\n\n"
+    "  [cyan]cinecli eval film.mp4 --script film.yaml[/cyan]\n\n"
+    "  [cyan]cinecli eval film.mp4 --script film.yaml -o film.eval --json[/cyan]\n\n"
+    "A screenplay exported from the procedural world is recognised by its seed and its shots, "
+    "and the film is then also compared with the world's own rendering.\n\n"
+    "Exit codes: 0 evaluated, 2 invalid input (missing or unreadable film or screenplay, "
+    "length or size mismatch)."
+))
+def eval_film(
+    film: Path = typer.Argument(..., help="The rendered film (MP4).", show_default=False),
+    script: Path = typer.Option(..., "--script", "-s", help="The screenplay the film was rendered from.", show_default=False),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write eval.json, metrics.png, contact.png and report.md into this folder."),  # noqa: UP007
+    json_output: bool = JSON_OPT,
+) -> None:
+    """Score a film against its screenplay: cuts, text alignment, consistency, motion, drift."""
+    from cinecli.eval.report import report_json, write_report
+    from cinecli.eval.run import EvalInputError, metric_rows, run_eval
+
+    try:
+        result = run_eval(film, script)
+    except EvalInputError as exc:
+        if json_output:
+            _echo_json({"ok": False, "error": str(exc)})
+        else:
+            typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    written = {}
+    if output is not None:
+        prompts = tuple(result.plan.prompts[s.prompts[0]] for s in result.plan.shots)
+        written = {k: str(v) for k, v in write_report(result.report, output, result.frames, prompts).items()}
+    if json_output:
+        _echo_json({"ok": True, "film": str(film), "script": str(script), "world_seed": result.world_seed,
+                    "files": written, **report_json(result.report)})
+        return
+    table = Table(title=f"{film.name} vs {script.name}")
+    for column, justify in (("metric", "left"), ("meaning", "left"), ("value", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for key, label, value in metric_rows(result.report):
+        table.add_row(key, label, value)
+    console = Console()
+    console.print(table)
+    truth = f"world film seed {result.world_seed}" if result.world_seed is not None else "none (script is not a world export)"
+    console.print(Text(f"ground truth: {truth}"))
+    for name, path in written.items():
+        console.print(Text(f"wrote {name}: {path}"))
+
+
 # ---------------------------------------------------------------- shared helpers
 
 

@@ -168,19 +168,22 @@ class MemoryBank:
         return self.num_frames * self.spec.bytes_per_frame()
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def to_tensors(self) -> dict[str, Tensor]:
-        """Committed history as flat named tensors (contiguous, CPU) for safetensors."""
+    def to_tensors(self, start: int = 0, end: int | None = None) -> dict[str, Tensor]:
+        """Committed frames [start, end) as flat named CPU tensors for safetensors.
+
+        A range lets checkpoints append only what a chunk added instead of rewriting history.
+        """
+        end = self.num_frames if end is None else end
+        if not 0 <= start <= end <= self.num_frames:
+            raise ValueError(f"bank frames [{start}, {end}) outside the {self.num_frames} committed frames")
         out: dict[str, Tensor] = {}
-        n = self.num_frames
         for i, st in enumerate(self._layers):
             if st.k is None:
                 continue
-            out[f"layer{i}.k"] = st.k[:, :n].contiguous().cpu()
-            out[f"layer{i}.v"] = st.v[:, :n].contiguous().cpu()  # type: ignore[index]
-            out[f"layer{i}.desc"] = st.desc[:, :n].contiguous().cpu()  # type: ignore[index]
-            if st.k_scale is not None:
-                out[f"layer{i}.k_scale"] = st.k_scale[:, :n].contiguous().cpu()
-                out[f"layer{i}.v_scale"] = st.v_scale[:, :n].contiguous().cpu()  # type: ignore[index]
+            parts = {"k": st.k, "v": st.v, "desc": st.desc, "k_scale": st.k_scale, "v_scale": st.v_scale}
+            for name, tensor in parts.items():
+                if tensor is not None:
+                    out[f"layer{i}.{name}"] = tensor[:, start:end].to("cpu", copy=True).contiguous()
         return out
 
     def load_tensors(self, tensors: dict[str, Tensor], num_frames: int) -> None:

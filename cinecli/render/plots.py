@@ -97,7 +97,7 @@ def save_png_atomic(image: Image.Image, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG", optimize=True)
+            image.save(fh, format="PNG")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

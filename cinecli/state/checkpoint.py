@@ -101,12 +101,10 @@ class Checkpointer:
 
     def after_chunk(self, director: "Director", outcome: "ChunkOutcome") -> None:
         """The director's hook: remember what the chunk added, checkpoint when due."""
-        from cinecli.state.files import bank_frames
-
         t0 = time.perf_counter()
         contents = ChunkContents(
             outcome.chunk, outcome.latent_start, outcome.latent_end,
-            bank_frames(director.session.bank, outcome.latent_start, outcome.latent_end),
+            director.session.bank.to_tensors(outcome.latent_start, outcome.latent_end),
             tuple((k.shot, k.index, k.length, k.frame) for k in outcome.kept),
         )
         self._pending.append(_Pending(outcome, contents))

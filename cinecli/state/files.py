@@ -27,7 +27,7 @@ from cinecli.state.manifest import FileRef, Position, StateError
 
 __all__ = [
     "CHUNKS_DIR", "RESTORE_DIR", "SEGMENTS_DIR", "chunk_name", "checkpoint_name", "restore_name",
-    "is_checkpoint_name", "bank_frames", "encode_chunk", "decode_chunk_file", "encode_position_file",
+    "is_checkpoint_name", "encode_chunk", "decode_chunk_file", "encode_position_file",
     "decode_position_file", "write_file", "read_verified", "ChunkContents", "KEY",
 ]
 
@@ -53,25 +53,6 @@ def restore_name(shot: int) -> str:
 
 def is_checkpoint_name(name: str) -> bool:
     return _CHECKPOINT_RE.match(name) is not None
-
-
-def bank_frames(bank: MemoryBank, start: int, end: int) -> dict[str, Tensor]:
-    """Latent frames [start, end) of every layer, keyed like `MemoryBank.to_tensors`, on the CPU.
-
-    Reads the layer stores directly because `to_tensors` copies the whole history, which would
-    make a checkpoint cost grow with the film (and cross the PCIe bus every chunk on a GPU).
-    """
-    if not 0 <= start <= end <= bank.num_frames:
-        raise ValueError(f"bank frames [{start}, {end}) outside the {bank.num_frames} committed frames")
-    out: dict[str, Tensor] = {}
-    for i, store in enumerate(bank._layers):  # noqa: SLF001 - see docstring
-        if store.k is None:
-            continue
-        names = {"k": store.k, "v": store.v, "desc": store.desc, "k_scale": store.k_scale, "v_scale": store.v_scale}
-        for name, tensor in names.items():
-            if tensor is not None:
-                out[f"layer{i}.{name}"] = tensor[:, start:end].to("cpu", copy=True).contiguous()
-    return out
 
 
 @dataclass(frozen=True)
