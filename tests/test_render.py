@@ -1,0 +1,129 @@
+"""`cinecli render` end to end with the shipped default model: the film a user gets.
+
+Frame count and resolution are read back from the MP4, the JSON progress stream is parsed,
+renders are deterministic, and a failed render leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cinecli.cli import app
+from cinecli.render import events as ev
+from cinecli.render.run import RenderRequest, render_script
+from cinecli.render.segments import count_frames, read_video
+
+SCRIPT = """\
+film:
+  title: "render test"
+  resolution: 192x128
+  fps: 12
+  seed: 11
+shots:
+  - id: harbour
+    duration: 15f
+    prompt: "wide shot of the harbour, the stranger walks in from the left"
+  - id: forest
+    duration: 1s
+    prompt: "close-up on the keeper in the forest"
+    events:
+      - at: 6f
+        prompt: "close-up on the keeper as it spins in the forest"
+"""
+FRAMES = 15 + 12
+
+
+def _render(tmp: Path, name: str, *extra: str) -> tuple[int, list[dict], Path]:
+    script = tmp / "film.yaml"
+    script.write_text(SCRIPT, encoding="utf-8")
+    out = tmp / name
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(out), "--progress", "json", *extra], prog_name="cinecli")
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.exit_code, lines, out
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, list[dict], Path]:
+    return _render(tmp_path_factory.mktemp("render"), "film.mp4", "--split-shots")
+
+
+def test_film_has_scripted_frame_count_and_resolution(rendered) -> None:
+    code, _, out = rendered
+    assert code == 0
+    assert count_frames(out) == FRAMES
+    frames = read_video(out)
+    assert frames.shape == (FRAMES, 128, 192, 3)
+    shots = sorted(out.with_suffix(".shots").glob("*.mp4"))
+    assert [p.name for p in shots] == ["001-harbour.mp4", "002-forest.mp4"]
+    # the cut at frame 15 is off the 4-frame grid: placed at 16, the film still has 27 frames
+    assert [count_frames(p) for p in shots] == [16, 11]
+
+
+def test_json_progress_has_every_event_in_order(rendered) -> None:
+    _, lines, out = rendered
+    kinds = [line["event"] for line in lines]
+    assert kinds[0] == "render_started" and kinds[-1] == "finished"
+    assert kinds.count("shot_started") == kinds.count("shot_done") == 2
+    assert kinds.count("chunk_done") == lines[0]["chunks"] == 3
+    assert all("t" in line for line in lines)
+    assert [line["t"] for line in lines] == sorted(line["t"] for line in lines)
+    done = [line for line in lines if line["event"] == "chunk_done"]
+    assert done[-1]["frames_done"] == done[-1]["frames_total"] == FRAMES
+    assert any("placed at" in line.get("message", "") for line in lines if line["event"] == "note")
+    finished = lines[-1]
+    assert Path(finished["output"]) == out.resolve() and Path(finished["manifest"]).exists()
+
+
+def test_manifest_and_contact_sheet_beside_the_film(rendered) -> None:
+    _, _, out = rendered
+    manifest = json.loads(out.with_suffix(".manifest.json").read_text(encoding="utf-8"))
+    assert manifest["settings"]["frames"] == FRAMES and manifest["seed"] == 11
+    assert [s["id"] for s in manifest["shots"]] == ["harbour", "forest"]
+    assert manifest["shots"][1]["prompts"][1]["prompt"].endswith("spins in the forest")
+    assert manifest["model"]["trained"] is True
+    assert out.with_suffix(".contact.png").stat().st_size > 1000
+
+
+def test_same_seed_same_film(rendered, tmp_path: Path) -> None:
+    _, _, first = rendered
+    code, _, second = _render(tmp_path, "again.mp4")
+    assert code == 0
+    assert second.read_bytes() == first.read_bytes()
+    code, _, other = _render(tmp_path, "other.mp4", "--seed", "12")
+    assert code == 0 and other.read_bytes() != first.read_bytes()
+
+
+def test_existing_output_is_not_overwritten(rendered, tmp_path: Path) -> None:
+    out = tmp_path / "film.mp4"
+    out.write_bytes(b"keep me")
+    code, lines, _ = _render(tmp_path, "film.mp4")
+    assert code == 2 and out.read_bytes() == b"keep me"
+    assert "--overwrite" in lines[-1]["message"]
+
+
+def test_failure_mid_render_leaves_no_film(tmp_path: Path) -> None:
+    from cinecli.model.bundle import load_default
+
+    bundle = load_default()
+    calls = {"n": 0}
+    real = bundle.transformer.forward
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 6:  # during the second chunk
+            raise RuntimeError("simulated device failure")
+        return real(*args, **kwargs)
+
+    bundle.transformer.forward = failing  # type: ignore[method-assign]
+    script = tmp_path / "film.yaml"
+    script.write_text(SCRIPT, encoding="utf-8")
+    events: list[ev.BaseEvent] = []
+    code = render_script(RenderRequest(script=script, output=tmp_path / "film.mp4"), events.append, bundle=bundle)
+    assert code == 1
+    assert "simulated device failure" in events[-1].message  # type: ignore[attr-defined]
+    assert not (tmp_path / "film.mp4").exists()
+    assert not list(tmp_path.glob("*.partial.mp4"))
