@@ -102,11 +102,12 @@ def _doc(text: str, films: list) -> str:  # type: ignore[no-untyped-def]
   (tallest character ≥ 0.30 of frame height for close-ups, ≤ 0.45 for wide shots);
   frame-weighted per shot, averaged over shots. White looks are not checked.
 * **intra** — per shot, exp(−excess/τ) of the colour-histogram second difference (allowance
-  0.01, τ 0.02) times the same for characters' mean colour steps (allowance 1.5, τ 4 RGB).
+  0.03, τ 0.04, on 4×4-block thumbnails) times the same for characters. mean colour steps
+  (allowance 2.5, τ 4 RGB).
 * **inter** — each return of a scene or character (after ≥ 1 other shot) against its first
   appearance: background colour histogram (scene) or the character's mean colour (exact hue
   and light); with truth the change is taken relative to the truth's change; score
-  exp(−d/τ), τ 0.12 (half-L1) and 12 RGB.
+  exp(−max(0, d − allowance)/τ): allowance 0.03, τ 0.12 (half-L1 histogram); allowance 4, τ 12 (RGB).
 * **motion** — mean absolute frame difference of 4×4-block thumbnails within shots (cuts
   excluded); **motion_ratio** last 20 s over first 20 s (half the film when shorter);
   **motion_vs_truth** over the ground truth's motion.

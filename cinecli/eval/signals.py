@@ -14,11 +14,14 @@ HIST_LEVELS = 4  # colour histogram levels per channel (64 bins)
 @dataclass(frozen=True)
 class Signals:
     """`diff[t]` and `hist_dist[t]` compare frame t with frame t-1 (0 for t = 0); `thumb` is
-    a block-averaged float32 copy; `sharpness` is the Laplacian variance of full frames."""
+    a block-averaged float32 copy; `thumb_hist` the colour histograms of the thumbnails
+    (block averaging removes codec noise that flips pixels between bins); `sharpness` is the
+    Laplacian variance of full frames."""
 
     thumb: np.ndarray
     diff: np.ndarray
     hist: np.ndarray
+    thumb_hist: np.ndarray
     hist_dist: np.ndarray
     mean_rgb: np.ndarray
     sharpness: np.ndarray
@@ -60,6 +63,7 @@ def compute_signals(frames: np.ndarray) -> Signals:
     if len(frames) > 1:
         diff[1:] = np.abs(thumb[1:] - thumb[:-1]).mean(axis=(1, 2, 3))
         hist_dist[1:] = 0.5 * np.abs(hist[1:] - hist[:-1]).sum(axis=1)
-    return Signals(thumb=thumb, diff=diff, hist=hist, hist_dist=hist_dist,
+    return Signals(thumb=thumb, diff=diff, hist=hist,
+                   thumb_hist=colour_histograms(np.rint(thumb).astype(np.uint8)), hist_dist=hist_dist,
                    mean_rgb=frames.reshape(len(frames), -1, 3).mean(axis=1).astype(np.float32),
                    sharpness=laplacian_variance(frames).astype(np.float32))
