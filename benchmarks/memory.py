@@ -32,7 +32,7 @@ def sync(device: torch.device) -> None:
 def run_policy(model: WanTransformer, name: str, chunks: int, steps: int, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype, chunk_frames: int, history: str = "native") -> list[dict]:
     cfg = model.config
     rows, cols = cfg.grid(shape[1], shape[2])
-    bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device, storage=history))
+    bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device, storage=history, capacity=chunks * chunk_frames))
     gen = ChunkGenerator(model, bank, make_policy(name), SamplerConfig(steps=steps), latent_shape=shape, chunk_frames=chunk_frames)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))

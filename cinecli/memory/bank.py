@@ -30,6 +30,8 @@ class BankSpec:
     device: torch.device = torch.device("cpu")  # where attention runs
     storage: str = "native"  # "native" (dtype) or "int8"
     offload: bool = False  # keep history in (pinned) CPU memory instead of on `device`
+    capacity: int = 0  # frames to allocate up front (a film's length is known from its plan); 0 = grow
+
 
     @property
     def storage_device(self) -> torch.device:
@@ -93,7 +95,9 @@ class _LayerStore:
         """Write frames [start, start+f) from k, v [B, f, S, H, D] (un-rotated)."""
         f = k.shape[1]
         if start + f > self.capacity:
-            self._alloc(max(2 * self.capacity, start + f, 16))
+            # one allocation when the film's length is known; otherwise double (each growth
+            # briefly holds old and new storage, which is what runs a long film out of memory)
+            self._alloc(max(2 * self.capacity, start + f, 16, self.spec.capacity))
         assert self.k is not None and self.v is not None and self.desc is not None
         dev = self.spec.storage_device
         if self.spec.storage == "int8":

@@ -152,7 +152,7 @@ def new_session(bundle: ModelBundle, plan: Plan, options: RenderOptions, device:
     spec = BankSpec(
         num_layers=cfg.num_layers, batch=1, tokens_per_frame=cfg.tokens_per_frame(h, w),
         num_heads=cfg.num_heads, head_dim=cfg.head_dim, dtype=dtype, device=device,
-        storage=options.history, offload=options.offload_history,
+        storage=options.history, offload=options.offload_history, capacity=len(plan.latents),
     )
     sheet = ContactSheet([(s.id, plan_prompt(plan, s.index)) for s in plan.shots])
     return RenderSession(MemoryBank(spec), bundle.autoencoder.init_decode_state(1), sheet)

@@ -1,0 +1,112 @@
+"""The default model on the world benchmark: quality per sampler and the memory ablation.
+
+    python benchmarks/default_model.py --films 6 --out docs/DEFAULT_MODEL_EVAL.md
+
+Renders benchmark films (those with scene/character returns, shortest first) through the real
+render path (director → segments → MP4), reads the MP4 back and scores it with `cinecli.eval`
+against the world's ground truth. Rows:
+  - student + camr / window / full / none, at the same active budget for camr and window
+    (14 past latent frames: camr = 3 recent chunks + top-5 routed, window = 5 sink + 3 recent);
+  - base model (multi-step ODE) + camr, for the student-vs-base comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cinecli.eval.report import evaluate
+from cinecli.model.bundle import load_default
+from cinecli.model.formats import film_format
+from cinecli.render.director import Director, RenderOptions
+from cinecli.render.segments import read_video
+from cinecli.screenplay import load_screenplay_resolving, plan_film
+from cinecli.screenplay.schema import MemorySettings
+from cinecli.world.benchmark import benchmark_films, film_returns
+from cinecli.world.screenplay import to_screenplay_yaml
+
+ROWS = {
+    "student camr": ("student", MemorySettings("camr", 3, 5, 0), None),
+    "student window": ("student", MemorySettings("window", 3, 5, 5), None),
+    "student full": ("student", MemorySettings("full", 3, 5, 0), None),
+    "student none": ("student", MemorySettings("none", 3, 5, 0), None),
+    "base camr (16 ODE steps)": ("base", MemorySettings("camr", 3, 5, 0), 16),
+}
+KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "drift")
+
+
+def render_eval(bundle, film, memory: MemorySettings, steps: int | None, work: Path) -> tuple[dict, float]:
+    script = work / "film.yaml"
+    script.write_text(to_screenplay_yaml(film), encoding="utf-8")
+    sp, fmt = load_screenplay_resolving(script, film_format)
+    sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=memory))
+    plan = plan_film(sp, fmt)
+    out = work / "film.mp4"
+    t = time.perf_counter()
+    director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=steps)
+    for _ in director.run():
+        pass
+    seconds = time.perf_counter() - t
+    report = evaluate(read_video(out), plan, truth=film)
+    return report.scalars(), seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--films", type=int, default=6)
+    ap.add_argument("--max-seconds", type=float, default=40.0)
+    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    films = [f for f in benchmark_films() if film_returns(f) and f.total_frames / f.fps <= args.max_seconds]
+    films = sorted(films, key=lambda f: f.total_frames)[: args.films]
+    bundles = {"student": load_default("student"), "base": load_default("base")}
+    results: dict[str, list[dict]] = {}
+    timing: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in args.rows.split(","):
+            variant, memory, steps = ROWS[row]
+            results[row] = []
+            timing[row] = 0.0
+            for i, film in enumerate(films):
+                work = Path(tmp) / f"{i}"
+                work.mkdir(exist_ok=True)
+                scores, seconds = render_eval(bundles[variant], film, memory, steps, work)
+                results[row].append(scores)
+                timing[row] += seconds
+                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: scores.get(k) for k in KEYS}}), flush=True)
+    video_seconds = sum(f.total_frames / f.fps for f in films)
+
+    def mean(row: str, key: str) -> float | None:
+        vals = [r[key] for r in results[row] if r.get(key) is not None]
+        return float(np.mean(vals)) if vals else None
+
+    header = "| row | " + " | ".join(KEYS) + " | render s per film s |"
+    lines = [header, "|" + "---|" * (len(KEYS) + 2)]
+    for row in results:
+        cells = [f"{mean(row, k):.3f}" if mean(row, k) is not None else "–" for k in KEYS]
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {timing[row] / video_seconds:.2f} |")
+    table = "\n".join(lines)
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    print(table)
+    if args.out:
+        text = (f"# The default model on the world benchmark\n\n`python benchmarks/default_model.py --films {args.films}`"
+                f" — {len(films)} benchmark films with returns ({video_seconds:.0f} s of film, seeds {[f.seed for f in films]}), "
+                f"rendered on the CPU ({machine}), read back from the MP4 and scored by `cinecli.eval` against the world's ground truth. "
+                "Means over films; `–` = not measurable on these films.\n\n" + table + "\n")
+        args.out.write_text(text, encoding="utf-8")
+    if args.json:
+        args.json.write_text(json.dumps({"films": [f.seed for f in films], "results": results, "timing": timing}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
