@@ -32,6 +32,8 @@ from typing import Sequence
 
 import numpy as np
 
+from cinecli.state.atomic import fsync_dir
+
 __all__ = [
     "Segment",
     "SegmentStore",
@@ -151,20 +153,6 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable; silently skipped where directories cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _run_ffmpeg(args: list[str], *, stdin: memoryview | None = None, what: str) -> None:
     """Run ffmpeg to completion, raising :class:`SegmentError` with its stderr tail on failure."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error", *args]
@@ -242,7 +230,7 @@ class SegmentStore:
             os.replace(tmp, final)
         finally:
             _unlink_quietly(tmp)
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
         return Segment(path=final, shot=shot, chunk=chunk, frames=count)
 
     def segments(self) -> list[Segment]:
@@ -266,7 +254,7 @@ class SegmentStore:
         for entry in os.scandir(self.folder):
             if entry.name.startswith(_TMP_PREFIX):
                 _unlink_quietly(Path(entry.path))
-        _fsync_dir(self.folder)
+        fsync_dir(self.folder)
 
     def frames_written(self) -> int:
         """Total frames in complete segments (from names; nothing is decoded)."""
@@ -356,7 +344,7 @@ def concat(segments: Sequence[Segment], out: Path, *, overwrite: bool) -> Path:
         if out.exists() and not overwrite:  # appeared while we were working
             raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
         os.replace(partial, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     finally:
         _unlink_quietly(list_path)
         _unlink_quietly(partial)

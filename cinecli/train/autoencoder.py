@@ -406,19 +406,3 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
     _save_strip(raw, holdout[0], device, out_dir / "reconstruction.png")
     return save_autoencoder(raw, out_dir / "autoencoder.safetensors")
 
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m cinecli.train.autoencoder CONFIG.yaml OUT_DIR``."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description="train the causal video autoencoder")
-    ap.add_argument("config", type=Path)
-    ap.add_argument("out_dir", type=Path)
-    args = ap.parse_args(argv)
-    cfg = load_train_config(args.config)
-    path = train_autoencoder(cfg, out_dir=args.out_dir, log=lambda r: print(json.dumps(r), flush=True))
-    print(f"wrote {path}")
-
-
-if __name__ == "__main__":
-    main()

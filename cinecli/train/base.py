@@ -6,7 +6,7 @@ denoise given the clean past exactly as generation shows it. A last phase trains
 through the memory bank with the CAMR active set (compacted positions, routed frames), so the
 model has seen at training time what routing gives it at inference.
 
-    python -m cinecli.train.base configs/train/base.yaml runs/base
+    cinecli train base configs/train/base.yaml runs/base
 """
 
 from __future__ import annotations
@@ -262,15 +262,3 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return final
 
-
-def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 2:
-        raise SystemExit("usage: python -m cinecli.train.base CONFIG.yaml OUT_DIR")
-    train_base(load_yaml_config(args[0], BaseTrainConfig), Path(args[1]))
-
-
-if __name__ == "__main__":
-    main()

@@ -5,7 +5,7 @@ probability-flow ODE (Euler, classifier-free guidance) for every chunk of a pack
 chunk conditioned on the clean past exactly as in generation; the student learns to jump from
 the trajectory's state at each of its own four noise levels straight to the teacher's end point.
 
-    python -m cinecli.train.distill configs/train/distill.yaml runs/distill
+    cinecli train distill configs/train/distill.yaml runs/distill
 """
 
 from __future__ import annotations
@@ -163,15 +163,3 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return final
 
-
-def main(argv: list[str] | None = None) -> None:
-    import sys
-
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 2:
-        raise SystemExit("usage: python -m cinecli.train.distill CONFIG.yaml OUT_DIR")
-    train_distill(load_yaml_config(args[0], DistillConfig), Path(args[1]))
-
-
-if __name__ == "__main__":
-    main()
