@@ -31,6 +31,7 @@ class Routing:
 
     frames: dict[int, Tensor] = field(default_factory=dict)  # layer → [B, n] long
     gathered: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)  # layer → (k, v) [B, n*S, H, D]
+    rotary: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)  # past frames → (cos, sin), held across steps
 
     def active_frames(self) -> int:
         """Past frames in the active set (same for every layer by construction)."""
@@ -63,14 +64,14 @@ class ChunkAttention:
         self.rows, self.cols = rows, cols
         self.rope = rope
         self.write = write
-        self._cos_sin: dict[int, tuple[Tensor, Tensor]] = {}
 
     def _rotary(self, past: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         """cos/sin for `past` memory frames followed by the chunk, positions 0..past+f-1."""
-        if past not in self._cos_sin:
+        cache = self.routing.rotary
+        if past not in cache:
             pos = torch.arange(past + self.chunk_frames, device=device)
-            self._cos_sin[past] = cos_sin(self.rope.frame_angles(pos, self.rows, self.cols), dtype)
-        return self._cos_sin[past]
+            cache[past] = cos_sin(self.rope.frame_angles(pos, self.rows, self.cols), dtype)
+        return cache[past]
 
     def _route(self, layer: int, q: Tensor) -> Tensor:
         bank, policy = self.bank, self.policy

@@ -108,11 +108,10 @@ class ChunkGenerator:
             rope=self.model.rope, write=write,
         )
 
-    def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, text: TextContext, uncond: TextContext | None, routing: Routing) -> Tensor:
+    def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, uncond: TextContext | None, routing: Routing) -> Tensor:
         model = self.model
+        fp, cut = cond
         t = torch.full((1, req.frames), sigma * 1000.0, device=self.device)
-        fp = torch.tensor([req.prompts], device=self.device)
-        cut = torch.tensor([req.cuts], device=self.device)
         src = self._source(routing, req.frames, write=False)
         self.calls += 1
         v = model(x, t, text, fp, src, cut)
@@ -127,12 +126,14 @@ class ChunkGenerator:
         """Denoise one chunk and write it into memory. `text` holds the prompts `req.prompts` index."""
         sig = self.sampler.schedule.sigmas().tolist()
         routing = Routing()
+        fp = torch.tensor([req.prompts], device=self.device)
+        cut = torch.tensor([req.cuts], device=self.device)
         noise = frame_noise(req.noise_seeds, 0, self.latent_shape).to(self.device)
         x = noise.to(self.dtype)
         x0 = x
         # 1. denoise over the step list (routing is computed at the first step and held)
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
-            v = self._velocity(x, s, req, text, uncond, routing)
+            v = self._velocity(x, s, req, (fp, cut), text, uncond, routing)
             if self.sampler.mode == "ode":
                 x = (x.float() + (s_next - s) * v).to(self.dtype)
                 x0 = x
@@ -143,8 +144,6 @@ class ChunkGenerator:
             x0 = x0.to(self.dtype)
         # 2. clean pass at t = 0: the chunk's keys and values enter memory
         t0 = torch.zeros(1, req.frames, device=self.device)
-        fp = torch.tensor([req.prompts], device=self.device)
-        cut = torch.tensor([req.cuts], device=self.device)
         self.calls += 1
         self.model(x0, t0, text, fp, self._source(routing, req.frames, write=True), cut, skip_head=True)
         self.bank.commit()
