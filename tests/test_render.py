@@ -127,3 +127,16 @@ def test_failure_mid_render_leaves_no_film(tmp_path: Path) -> None:
     assert "simulated device failure" in events[-1].message  # type: ignore[attr-defined]
     assert not (tmp_path / "film.mp4").exists()
     assert not list(tmp_path.glob("*.partial.mp4"))
+
+
+def test_unicode_prompt_survives_into_the_manifest(tmp_path: Path) -> None:
+    prompt = "港の広い画面, l'étranger arrive — 🎬"
+    script = tmp_path / "film.yaml"
+    script.write_text(f'film: {{seed: 1}}\nshots:\n  - id: one\n    duration: 12f\n    prompt: "{prompt}"\n', encoding="utf-8")
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(tmp_path / "film.mp4"), "--progress", "json"], prog_name="cinecli")
+    assert result.exit_code == 0
+    assert any("unknown" in json.loads(line).get("message", "").lower() or "know" in json.loads(line).get("message", "")
+               for line in result.stdout.splitlines() if '"note"' in line)
+    manifest = json.loads((tmp_path / "film.manifest.json").read_text(encoding="utf-8"))
+    assert manifest["shots"][0]["prompts"][0]["prompt"] == prompt
+    assert prompt in (tmp_path / "film.manifest.json").read_text(encoding="utf-8")
