@@ -185,10 +185,10 @@ def resume(
 
 
 def _run_reported(progress: str, job) -> int:  # type: ignore[no-untyped-def]
-    """Run a render job with the chosen reporter; errors are repeated on stderr when stdout is a log."""
+    """Run a render job with the chosen reporter; errors are repeated on stderr when stdout carries JSON."""
     import sys
 
-    from cinecli.render.progress import make_reporter
+    from cinecli.render.progress import JsonLinesReporter, make_reporter
 
     try:
         reporter = make_reporter(progress, sys.stdout)  # type: ignore[arg-type]
@@ -204,7 +204,7 @@ def _run_reported(progress: str, job) -> int:  # type: ignore[no-untyped-def]
 
     with reporter:
         code = job(emit)
-    if errors and progress != "rich" and not sys.stdout.isatty():
+    if errors and isinstance(reporter, JsonLinesReporter):  # a farm log's reader looks at stderr for errors
         for message in errors:
             typer.echo(message, err=True)
     return code
