@@ -381,6 +381,110 @@ def eval_film(
         console.print(Text(f"wrote {name}: {path}"))
 
 
+# ---------------------------------------------------------------- models
+
+
+@app.command(epilog=(
+    "[bold]Examples:[/bold]\n\n"
+    "  [cyan]cinecli models[/cyan]   (the built-in presets)\n\n"
+    "  [cyan]cinecli models models/self-forcing.yaml[/cyan]   (also check every file that description names)\n\n"
+    "Exit codes: 0 every file is usable, 2 a description or one of its files is not."
+))
+def models(
+    files: Optional[list[Path]] = typer.Argument(None, help="Model description YAML files to check.", show_default=False),  # noqa: UP007
+    json_output: bool = JSON_OPT,
+) -> None:
+    """List the known model presets and check model description files: every path exists, is readable, holds tensors."""
+    from cinecli.model.wan.inventory import check_model_file, preset_rows
+    from cinecli.model.wan.spec import ModelFileError
+
+    presets = preset_rows()
+    checked: list[dict] = []  # type: ignore[type-arg]
+    bad = False
+    for path in files or []:
+        try:
+            rows = check_model_file(path)
+        except ModelFileError as exc:
+            checked.append({"file": str(path), "ok": False, "error": str(exc), "files": []})
+            bad = True
+            continue
+        ok = all(r.ok for r in rows)
+        bad |= not ok
+        checked.append({"file": str(path), "ok": ok, "files": [
+            {"role": r.role, "path": str(r.path), "ok": r.ok, "detail": r.detail, "bytes": r.size} for r in rows]})
+    if json_output:
+        _echo_json({"ok": not bad, "presets": [vars(p) for p in presets], "model_files": checked})
+    else:
+        console = Console()
+        table = Table("preset", "parameters", "dim", "layers", "heads", "ffn", "text dim", title="presets")
+        for p in presets:
+            table.add_row(p.name, f"{p.params / 1e9:.2f}B" if p.params >= 1e8 else f"{p.params / 1e6:.2f}M",
+                          str(p.dim), str(p.layers), str(p.heads), str(p.ffn_dim), str(p.text_dim))
+        console.print(table)
+        for entry in checked:
+            if "error" in entry:
+                console.print(Text(f"error: {entry['error']}", style="red"))
+                continue
+            table = Table("role", "path", "status", "size", title=str(entry["file"]))
+            for r in entry["files"]:
+                status = Text(("ok: " if r["ok"] else "problem: ") + r["detail"], style=None if r["ok"] else "red")
+                table.add_row(r["role"], Text(r["path"]), status, f"{r['bytes'] / 1e6:,.1f} MB")
+            console.print(table)
+    if bad:
+        raise typer.Exit(EXIT_INVALID)
+
+
+# ---------------------------------------------------------------- convert
+
+
+@app.command(epilog=(
+    "[bold]Examples:[/bold]\n\n"
+    "  [cyan]cinecli convert self_forcing_dmd.pt -o self-forcing.safetensors[/cyan]\n\n"
+    "  [cyan]cinecli convert longlive_base.pt --lora lora.pt -o longlive.safetensors[/cyan]\n\n"
+    "The file is read with weights_only=True (no pickled code runs), EMA weights are preferred, "
+    "wrapper prefixes are removed and a LoRA is merged; the result is checked against the preset "
+    "(every key used, every shape right) before anything is written.\n\n"
+    "Exit codes: 0 written, 2 the checkpoint does not fit (the first offending key is named)."
+))
+def convert(
+    source: Path = typer.Argument(..., help="A .pt/.pth or .safetensors transformer checkpoint.", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="The safetensors file to write.", show_default=False),
+    lora: Optional[Path] = typer.Option(None, "--lora", help="A PEFT LoRA to merge (LongLive's lora.pt)."),  # noqa: UP007
+    lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="LoRA alpha [default: its rank, scaling 1]."),  # noqa: UP007
+    key: str = typer.Option("auto", "--key", help="Entry holding the weights: auto (generator_ema, then generator), generator_ema, generator, model, none."),
+    preset_name: str = typer.Option("wan2.1-t2v-1.3b", "--preset", help="Shape to check the weights against."),
+    model_file: Optional[Path] = typer.Option(None, "--model", help="Take preset, config, key and LoRA alpha from a model description instead."),  # noqa: UP007
+    dtype: str = typer.Option("keep", "--dtype", help="keep, bfloat16 or float32."),
+) -> None:
+    """Write a public Wan2.1-family checkpoint as one clean safetensors file (Wan names, LoRA merged)."""
+    from cinecli.model.config import preset
+    from cinecli.model.loading import WeightsError
+    from cinecli.model.loading import convert as convert_checkpoint
+    from cinecli.model.wan.spec import ModelFileError, read_model_file
+
+    dtypes = {"keep": None, "bfloat16": "bfloat16", "float32": "float32"}
+    if dtype not in dtypes:
+        typer.echo(f"error: --dtype must be keep, bfloat16 or float32, not {dtype!r}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    try:
+        if model_file is not None:
+            spec = read_model_file(model_file)
+            cfg, key = spec.transformer_config(), spec.checkpoint_key
+            lora_alpha = lora_alpha if lora_alpha is not None else spec.lora_alpha
+        else:
+            cfg = preset(preset_name)
+        import torch
+
+        report = convert_checkpoint(source, output, cfg, key=key, lora=lora, lora_alpha=lora_alpha,
+                                    dtype=getattr(torch, dtypes[dtype]) if dtypes[dtype] else None)
+    except (WeightsError, ModelFileError, KeyError) as exc:
+        typer.echo(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    merged = f", merged {report.lora_modules} LoRA modules (scaling {report.lora_scaling:g})" if report.lora_modules else ""
+    renamed = ", renamed from the Diffusers layout" if report.renamed_from_diffusers else ""
+    typer.echo(f"wrote {output}: {report.tensors} tensors from '{report.picked}'{merged}{renamed}")
+
+
 # ---------------------------------------------------------------- shared helpers
 
 

@@ -126,7 +126,13 @@ def load_default(variant: str = "student", *, seed: int = 0) -> ModelBundle:
 
 
 def load_model(ref: str, script_dir: Path, *, variant: str = "student") -> ModelBundle:
-    """The model a screenplay names: "default" (shipped) — other models come with model files."""
+    """The model a screenplay names: "default" (shipped), or a model description YAML (Wan2.1 family)."""
     if ref == "default":
         return load_default(variant)
-    raise ValueError(f"unknown model {ref!r}: only the shipped 'default' model is available")
+    from cinecli.model.wan.spec import is_model_file, read_model_file, resolve_model_file
+
+    if is_model_file(ref):
+        from cinecli.model.wan.bundle import load_wan_bundle
+
+        return load_wan_bundle(read_model_file(resolve_model_file(ref, script_dir)))
+    raise ValueError(f"unknown model {ref!r}: use 'default' or the path of a model description (.yaml)")
