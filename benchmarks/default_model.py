@@ -40,7 +40,7 @@ ROWS = {
     "student none": ("student", MemorySettings("none", 3, 5, 0), None),
     "base camr (16 ODE steps)": ("base", MemorySettings("camr", 3, 5, 0), 16),
 }
-KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "drift")
+KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
 
 
 def render_eval(bundle, film, memory: MemorySettings, steps: int | None, work: Path) -> tuple[dict, float]:
@@ -56,7 +56,7 @@ def render_eval(bundle, film, memory: MemorySettings, steps: int | None, work: P
         pass
     seconds = time.perf_counter() - t
     report = evaluate(read_video(out), plan, truth=film)
-    return report.scalars(), seconds
+    return {k: getattr(report, k) for k in KEYS}, seconds
 
 
 def main() -> None:
