@@ -135,6 +135,9 @@ def render(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, max=1000, help="Denoising steps per chunk [default: the model's]."),  # noqa: UP007
     device: str = typer.Option("cpu", "--device", help="Torch device: cpu, cuda, cuda:1 ..."),
     history: str = typer.Option("native", "--history", help="Storage of the KV history: native or int8."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="Override film.quantize: none or int8 (8-bit weights of the transformer's linear layers)."),  # noqa: UP007
+    offload_history: bool = typer.Option(False, "--offload-history", help="Keep the KV history in CPU memory (pinned on CUDA); only the active set goes to the device."),
+    max_vram: Optional[str] = typer.Option(None, "--max-vram", help="Fit an estimated VRAM budget (8GB, 6000MB): offload history, then int8 history, then int8 weights; refuse (exit 2) if nothing fits."),  # noqa: UP007
     state_dir: Optional[Path] = typer.Option(None, "--state", help="State folder [default: FILM.state beside the output]."),  # noqa: UP007
     progress: str = typer.Option("auto", "--progress", help="auto (bars on a terminal, JSON lines otherwise), rich, json or quiet."),
     fresh: bool = typer.Option(False, "--fresh", help="Forget the state folder's checkpoints and start over (no resume, no reuse)."),
@@ -153,8 +156,21 @@ def render(
     if history not in ("native", "int8"):
         typer.echo(f"error: --history must be native or int8, not {history!r}", err=True)
         raise typer.Exit(EXIT_INVALID)
+    if quantize is not None and quantize not in ("none", "int8"):
+        typer.echo(f"error: --quantize must be none or int8, not {quantize!r}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    vram_bytes = None
+    if max_vram is not None:
+        from cinecli.memory.budget import BudgetError, parse_size
+
+        try:
+            vram_bytes = parse_size(max_vram)
+        except BudgetError as exc:
+            typer.echo(f"error: --max-vram: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
     req = RenderRequest(script=script, output=output, state_dir=state_dir, overwrite=overwrite, split_shots=split_shots,
                         device=device, seed=seed, policy=policy, steps=steps, history=history,
+                        quantize=quantize, offload_history=offload_history, max_vram=vram_bytes,
                         fresh=fresh, checkpoint_every=checkpoint_every)
     raise typer.Exit(_run_reported(progress, lambda emit: render_script(req, emit)))
 

@@ -33,6 +33,7 @@ class ModelBundle:
     autoencoder: VideoAutoencoder
     weights_id: str  # sha256 over the weight files, or a description of the random init
     trained: bool
+    quantization: str = "none"  # "none" or "int8" (the transformer's block linears); part of weights_id
 
     @property
     def format(self) -> FilmFormat:
@@ -49,6 +50,24 @@ class ModelBundle:
     def latent_shape(self, width: int, height: int) -> tuple[int, int, int]:
         s = self.card.spatial_stride
         return self.autoencoder.latent_channels, height // s, width // s
+
+    def quantize(self, mode: str, device: torch.device) -> "ModelBundle":
+        """Quantize the transformer in place for rendering on `device`; call before `to(device, ...)`.
+
+        The weights id gains the quantization, so a state folder of one never resumes as the other.
+        A bundle quantized once cannot be quantized differently (its full-precision weights are gone).
+        """
+        from cinecli.model.quantize import check_mode, quantize_model, quantized_weights_id
+
+        mode = check_mode(mode)
+        if mode == self.quantization:
+            return self
+        if self.quantization != "none":
+            raise ValueError(f"this model is already quantized ({self.quantization}); load it again for {mode}")
+        quantize_model(self.transformer, mode, device)
+        self.weights_id = quantized_weights_id(self.weights_id, mode)
+        self.quantization = mode
+        return self
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "ModelBundle":
         self.transformer.to(device=device, dtype=dtype)

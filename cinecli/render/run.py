@@ -45,6 +45,9 @@ class RenderRequest:
     policy: str | None = None
     steps: int | None = None
     history: str = "native"
+    quantize: str | None = None  # "none" or "int8"; None = film.quantize
+    offload_history: bool = False  # history in (pinned) CPU memory, only the active set on the device
+    max_vram: int | None = None  # bytes: plan memory settings to fit, or refuse before rendering
     fresh: bool = False  # forget any state in the state folder and start over
     checkpoint_every: str = "1"  # chunks ("3") or seconds ("30s") between checkpoints
 
@@ -64,6 +67,8 @@ def apply_overrides(sp: Screenplay, req: RenderRequest) -> Screenplay:
         film = dataclasses.replace(film, seed=req.seed)
     if req.policy is not None:
         film = dataclasses.replace(film, memory=dataclasses.replace(film.memory, policy=req.policy))  # type: ignore[arg-type]
+    if req.quantize is not None:
+        film = dataclasses.replace(film, quantize=req.quantize)  # type: ignore[arg-type]
     return dataclasses.replace(sp, film=film)
 
 
@@ -143,6 +148,8 @@ def resume_state(state_dir: Path, emit: Callable[[ev.BaseEvent], None], *, devic
         split_shots=bool(r.get("split_shots")), device=device or str(r.get("device", "cpu")),
         seed=_opt_int(r.get("seed")), policy=r.get("policy"), steps=_opt_int(r.get("steps")),  # type: ignore[arg-type]
         history=str(r.get("history", "native")), checkpoint_every=checkpoint_every,
+        quantize=r.get("quantize"), offload_history=bool(r.get("offload_history")),  # type: ignore[arg-type]
+        max_vram=_opt_int(r.get("max_vram")),
     )
     return render_script(req, emit)
 
@@ -168,11 +175,19 @@ def _render_in_state(req: RenderRequest, sp: Screenplay, plan: Plan, output: Pat
     bundle = bundle or load_model(sp.film.model, req.script.parent)
     if not bundle.trained:
         emit(ev.Note(message="no trained default weights are installed: rendering with a randomly initialised model (the film will be noise)"))
+    device = options_device(req.device)
+    placement = memory_placement(req, sp, plan, bundle, emit)
+    if placement is None:
+        return EXIT_INVALID
+    quantize = "int8" if placement.weights == "int8" else "none"
+    # the applied value is what the state manifest records (settings "quantize", weights id)
+    sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, quantize=quantize))
+    bundle.quantize(quantize, device)
     options = RenderOptions(
         output=output, state_dir=state_dir, overwrite=req.overwrite, split_shots=req.split_shots,
-        device=req.device, history=req.history,
+        device=req.device, history=placement.history, offload_history=placement.offload_history,
     )
-    bundle.to(options_device(req.device), bundle_dtype(req.device))
+    bundle.to(device, bundle_dtype(req.device))
     director = Director(sp, plan, bundle, options, steps=req.steps)
     manifest, preface = prepare_state(director, req, fresh=req.fresh)
     checkpointer = Checkpointer(state_dir, manifest, policy)
@@ -266,7 +281,8 @@ def new_manifest(director: "Director", req: RenderRequest) -> "StateManifest":
         dtype=str(director.dtype).removeprefix("torch."),
     )
     request = {"seed": req.seed, "policy": req.policy, "steps": req.steps, "history": req.history,
-               "device": req.device, "split_shots": req.split_shots, "overwrite": req.overwrite}
+               "device": req.device, "split_shots": req.split_shots, "overwrite": req.overwrite,
+               "quantize": req.quantize, "offload_history": req.offload_history, "max_vram": req.max_vram}
     script = req.script.resolve()
     return StateManifest(
         screenplay=str(script), screenplay_sha256=sp.sha256, output=str(opts.output), request=request,
@@ -325,3 +341,55 @@ def bundle_dtype(device: str):
     import torch
 
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def film_shape(sp: Screenplay, plan: Plan, bundle: "ModelBundle", working_bytes: int):  # type: ignore[no-untyped-def]
+    """What the VRAM planner needs to know about this render, read off the plan and the model."""
+    from cinecli.memory.budget import WAN_VAE_DECODER, FilmShape
+    from cinecli.model.text import WordTextEncoder
+    from cinecli.render.director import chunk_request, policy_for
+
+    _, h, w = bundle.latent_shape(plan.width, plan.height)
+    prompt_sets = {chunk_request(plan, c)[1] for c in range(plan.num_chunks)}
+    ae = bundle.autoencoder
+    ae_cfg = getattr(ae, "config", None)
+    if ae_cfg is not None and hasattr(ae_cfg, "dec_channels"):  # the default autoencoder: pixel-shuffle levels at strides 8, 4, 2
+        c0, c1, c2 = ae_cfg.dec_channels
+        per_pixel = max(c0 / 64, 4 * c1 / 64, 4 * c2 / 16, 12 / 4)
+        dec_params = sum(p.numel() for p in ae.decoder.parameters())
+    else:  # the Wan VAE (96 channels at full resolution)
+        dec_params = sum(p.numel() for p in getattr(ae, "decoder", ae).parameters()) or WAN_VAE_DECODER[0]
+        per_pixel = WAN_VAE_DECODER[1]
+    text = bundle.text_encoder
+    text_bytes = sum(p.numel() for p in text.parameters()) * working_bytes if isinstance(text, WordTextEncoder) else 0
+    return FilmShape(
+        config=bundle.config, latent_height=h, latent_width=w, chunk_frames=plan.chunk_frames,
+        film_latents=len(plan.latents), active_budget=policy_for(sp).budget(plan.chunk_frames),
+        video_width=plan.width, video_height=plan.height, temporal_stride=bundle.card.temporal_stride,
+        prompt_sets=max(len(prompt_sets), 1), prompts_per_chunk=max((len(p) for p in prompt_sets), default=1),
+        decoder_params=dec_params, decoder_channels_per_pixel=per_pixel, text_encoder_bytes=text_bytes,
+        working_bytes=working_bytes,
+    )
+
+
+def memory_placement(req: RenderRequest, sp: Screenplay, plan: Plan, bundle: "ModelBundle",
+                     emit: Callable[[ev.BaseEvent], None]):  # type: ignore[no-untyped-def]
+    """The weights/history settings to render with: as asked, or the planner's pick under --max-vram.
+
+    Returns None after emitting an error (exit 2) when nothing fits: nothing is rendered.
+    """
+    from cinecli.memory.budget import BudgetError, Placement, choose, format_bytes, table
+
+    asked = Placement(weights="int8" if sp.film.quantize == "int8" else "bf16",  # type: ignore[arg-type]
+                      history=req.history, offload_history=req.offload_history)  # type: ignore[arg-type]
+    if req.max_vram is None:
+        return asked
+    try:
+        chosen, tried = choose(film_shape(sp, plan, bundle, 2), asked, req.max_vram)
+    except BudgetError as err:
+        emit(ev.Error(message=str(err), exit_code=EXIT_INVALID))
+        return None
+    changed = "" if chosen.placement == asked else f" (asked for {asked.label()})"
+    emit(ev.Note(message=f"--max-vram {format_bytes(req.max_vram)}: estimated peak {format_bytes(chosen.total)} "
+                         f"with {chosen.placement.label()}{changed}\n{table(list(tried), req.max_vram)}"))
+    return chosen.placement
