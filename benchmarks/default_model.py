@@ -62,12 +62,13 @@ def render_eval(bundle, film, memory: MemorySettings, steps: int | None, work: P
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--films", type=int, default=6)
+    ap.add_argument("--min-seconds", type=float, default=0.0)
     ap.add_argument("--max-seconds", type=float, default=40.0)
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    films = [f for f in benchmark_films() if film_returns(f) and f.total_frames / f.fps <= args.max_seconds]
+    films = [f for f in benchmark_films() if film_returns(f) and args.min_seconds <= f.total_frames / f.fps <= args.max_seconds]
     films = sorted(films, key=lambda f: f.total_frames)[: args.films]
     bundles = {"student": load_default("student"), "base": load_default("base")}
     results: dict[str, list[dict]] = {}
