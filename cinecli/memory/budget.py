@@ -24,6 +24,9 @@ before a model is loaded on a GPU and for shapes nobody here has run. The terms:
 `choose` tries the requested settings first, then gives up quality as little as possible, in
 this order: offload the history (costs speed, no pixels), store the history in int8 (a small
 error in remembered keys), quantize the weights to int8 (an error in every layer).
+Steps are cumulative, and a step that saves no VRAM is skipped: once the history is offloaded,
+int8 storage only shrinks host memory and transfers (gathered frames are dequantized on the
+device), so int8 history is chosen only where the history stays on the device by request.
 """
 
 from __future__ import annotations
@@ -193,6 +196,8 @@ def choose(shape: FilmShape, requested: Placement, max_bytes: int) -> tuple[Vram
     tried: list[VramEstimate] = []
     for placement in fallbacks(requested):
         est = estimate(shape, placement)
+        if tried and est.total >= tried[-1].total:
+            continue  # gives up quality for no VRAM (int8 history once it is offloaded): never chosen
         tried.append(est)
         if est.total <= max_bytes:
             return est, tuple(tried)
