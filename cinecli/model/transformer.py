@@ -57,7 +57,9 @@ class TextContext:
     values: tuple[Tensor, ...]
 
 
-class SelfAttention(nn.Module):
+class Projections(nn.Module):
+    """q/k/v/o projections with RMS-normed queries and keys: Wan's attention parameter layout."""
+
     def __init__(self, dim: int, num_heads: int, eps: float) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -68,6 +70,8 @@ class SelfAttention(nn.Module):
         self.norm_q = RMSNorm(dim, eps)
         self.norm_k = RMSNorm(dim, eps)
 
+
+class SelfAttention(Projections):
     def forward(self, x: Tensor, layer: int, source: AttentionSource) -> Tensor:
         b, n, _ = x.shape
         heads = (b, n, self.num_heads, -1)
@@ -81,18 +85,8 @@ class SelfAttention(nn.Module):
         return self.o(out.transpose(1, 2).reshape(b, n, -1))
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(Projections):
     """Each latent frame attends to the prompt tokens of its own shot or event only."""
-
-    def __init__(self, dim: int, num_heads: int, eps: float) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.q = nn.Linear(dim, dim)
-        self.k = nn.Linear(dim, dim)
-        self.v = nn.Linear(dim, dim)
-        self.o = nn.Linear(dim, dim)
-        self.norm_q = RMSNorm(dim, eps)
-        self.norm_k = RMSNorm(dim, eps)
 
     def context_kv(self, context: Tensor) -> tuple[Tensor, Tensor]:
         """[B, P, L, dim] embedded prompts → keys, values [B, P, L, H, D]."""
