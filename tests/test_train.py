@@ -61,3 +61,7 @@ def test_base_then_distill_smoke(tmp_path: Path) -> None:
     student = train_distill(dcfg, tmp_path / "distill", card=card, data=_fake_batches(24), log=dlogs.append)
     assert len(dlogs) == 2 and dlogs[0]["step"] == 1 and all(torch.isfinite(torch.tensor(r["loss"])) for r in dlogs)
     load_generator(model, text, student)
+    # a longer run in the same folder continues from step 2, not from the start
+    more = dataclasses.replace(dcfg, steps=3)
+    train_distill(more, tmp_path / "distill", card=card, data=_fake_batches(24), log=dlogs.append)
+    assert [r["step"] for r in dlogs] == [1, 2, 3]

@@ -188,6 +188,26 @@ class EMA:
             p.copy_(b)
 
 
+
+def save_train_state(out_dir: Path, model: WanTransformer, text: WordTextEncoder, opt: torch.optim.Optimizer, ema: EMA, step: int) -> None:
+    """Everything a stage needs to continue: live weights, optimizer, EMA shadow and step."""
+    save_generator(model, text, out_dir / "last.safetensors", dtype=torch.float32)
+    torch.save({"opt": opt.state_dict(), "ema": ema.shadow, "step": step}, out_dir / "train_state.pt")
+
+
+def load_train_state(out_dir: Path, model: WanTransformer, text: WordTextEncoder, opt: torch.optim.Optimizer, ema: EMA) -> int:
+    """Continue from `save_train_state` if `out_dir` holds one; returns the step reached (0: fresh)."""
+    path = out_dir / "train_state.pt"
+    if not path.exists():
+        return 0
+    st = torch.load(path, map_location="cpu", weights_only=True)
+    load_generator(model, text, out_dir / "last.safetensors")
+    opt.load_state_dict(st["opt"])
+    for s, v in zip(ema.shadow, st["ema"]):
+        s.copy_(v)
+    ema.updates = int(st["step"])
+    return int(st["step"])
+
 def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
                ae: VideoAutoencoder | None = None, log=print) -> Path:
     """Train (or continue) the base model; returns the path of the EMA weights."""
@@ -207,16 +227,7 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
     model, text, opt = acc.prepare(model, text, opt)
     raw_model, raw_text = acc.unwrap_model(model), acc.unwrap_model(text)
     ema = EMA([raw_model, raw_text], cfg.ema)
-    state_path = out_dir / "train_state.pt"
-    step = 0
-    if state_path.exists():
-        st = torch.load(state_path, map_location="cpu", weights_only=True)
-        load_generator(raw_model, raw_text, out_dir / "last.safetensors")
-        opt.load_state_dict(st["opt"])
-        for s, v in zip(ema.shadow, st["ema"]):
-            s.copy_(v)
-        step = int(st["step"])
-        ema.updates = step
+    step = load_train_state(out_dir, raw_model, raw_text, opt, ema)
     gen = torch.Generator().manual_seed(cfg.seed + step)
     total = cfg.steps + cfg.routed_steps
     packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
@@ -251,10 +262,8 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
             logf.flush()
             log(rec)
         if step % cfg.checkpoint_every == 0:
-            save_generator(raw_model, raw_text, out_dir / "last.safetensors", dtype=torch.float32)
-            torch.save({"opt": opt.state_dict(), "ema": ema.shadow, "step": step}, state_path)
-    save_generator(raw_model, raw_text, out_dir / "last.safetensors", dtype=torch.float32)
-    torch.save({"opt": opt.state_dict(), "ema": ema.shadow, "step": step}, state_path)
+            save_train_state(out_dir, raw_model, raw_text, opt, ema, step)
+    save_train_state(out_dir, raw_model, raw_text, opt, ema, step)
     backup = ema.copy_to()
     final = out_dir / "base.safetensors"
     save_generator(raw_model, raw_text, final, dtype=torch.bfloat16)

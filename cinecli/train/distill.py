@@ -27,7 +27,7 @@ from cinecli.model.card import ModelCard, default_card
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import WanTransformer
 from cinecli.sampling.schedule import StepSchedule
-from cinecli.train.base import EMA, encode_prompts, to_latents
+from cinecli.train.base import EMA, encode_prompts, load_train_state, save_train_state, to_latents
 from cinecli.train.config import load_yaml_config
 from cinecli.train.data import Batch, batches
 
@@ -130,11 +130,11 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     student, s_text, opt = acc.prepare(student, s_text, opt)
     raw_s, raw_t = acc.unwrap_model(student), acc.unwrap_model(s_text)
     ema = EMA([raw_s, raw_t], cfg.ema)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    source = data or batches(cfg.seed, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
+    step = load_train_state(out_dir, raw_s, raw_t, opt, ema)
+    gen = torch.Generator().manual_seed(cfg.seed + step)
+    source = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
     t0 = time.time()
     logf = (out_dir / "log.jsonl").open("a")
-    step = 0
     while step < cfg.steps and not (cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes):
         step += 1
         batch = next(source)
@@ -156,7 +156,8 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
             logf.flush()
             log(rec)
         if step % cfg.checkpoint_every == 0:
-            save_generator(raw_s, raw_t, out_dir / "last.safetensors", dtype=torch.float32)
+            save_train_state(out_dir, raw_s, raw_t, opt, ema, step)
+    save_train_state(out_dir, raw_s, raw_t, opt, ema, step)
     ema.copy_to()
     final = out_dir / "student.safetensors"
     save_generator(raw_s, raw_t, final, dtype=torch.bfloat16)
