@@ -104,3 +104,19 @@ def test_missing_file_and_missing_extra_say_what_to_do(model_dir: Path, tmp_path
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if the extra were not installed
     with pytest.raises(MissingExtra, match=r'pip install "cinecli\[wan\]"'):
         load_model("model/tiny-wan.yaml", model_dir)
+
+
+def test_render_with_a_missing_weights_file_is_invalid_input(model_dir: Path, tmp_path: Path) -> None:
+    """A model description naming a file that is not there ends the render with exit 2, before any work."""
+    text = (model_dir / "model" / "tiny-wan.yaml").read_text(encoding="utf-8")
+    (model_dir / "model" / "gone.yaml").write_text(text.replace("vae: Wan2.1_VAE.pth", "vae: nowhere/Wan2.1_VAE.pth"), encoding="utf-8")
+    script = model_dir / "gone-film.yaml"
+    script.write_text(FILM.replace("model/tiny-wan.yaml", "model/gone.yaml"), encoding="utf-8")
+    from typer.testing import CliRunner
+
+    from cinecli.cli import app
+
+    result = CliRunner().invoke(app, ["render", str(script), "-o", str(tmp_path / "f.mp4"), "--progress", "json"], prog_name="cinecli")
+    assert result.exit_code == 2, result.output
+    assert "nowhere/Wan2.1_VAE.pth" in result.output
+    assert not (tmp_path / "f.mp4").exists()

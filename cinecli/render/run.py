@@ -172,7 +172,17 @@ def _render_in_state(req: RenderRequest, sp: Screenplay, plan: Plan, output: Pat
     from cinecli.state.checkpoint import Checkpointer
     from cinecli.state.signals import stop_on_signals
 
-    bundle = bundle or load_model(sp.film.model, req.script.parent)
+    if bundle is None:
+        from cinecli.model.loading import WeightsError
+        from cinecli.model.wan.spec import ModelFileError
+        from cinecli.model.wan.text import MissingExtra
+
+        try:
+            bundle = load_model(sp.film.model, req.script.parent)
+        except (FileNotFoundError, ModelFileError, WeightsError, MissingExtra) as err:
+            # a missing or mismatched weights file, or a missing extra, is the user's input: exit 2
+            emit(ev.Error(message=str(err), exit_code=EXIT_INVALID))
+            return EXIT_INVALID
     if not bundle.trained:
         emit(ev.Note(message="no trained default weights are installed: rendering with a randomly initialised model (the film will be noise)"))
     device = options_device(req.device)
