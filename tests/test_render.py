@@ -140,3 +140,29 @@ def test_unicode_prompt_survives_into_the_manifest(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "film.manifest.json").read_text(encoding="utf-8"))
     assert manifest["shots"][0]["prompts"][0]["prompt"] == prompt
     assert prompt in (tmp_path / "film.manifest.json").read_text(encoding="utf-8")
+
+
+def test_each_distinct_prompt_is_encoded_once(tmp_path: Path) -> None:
+    """A prompt change mid-film costs one encoding; a returning prompt costs none."""
+    from cinecli.model.bundle import load_default
+
+    bundle = load_default()
+    encoded: list[str] = []
+    real = bundle.text_encoder.encode
+
+    def counting(prompts):
+        encoded.extend(prompts)
+        return real(prompts)
+
+    bundle.text_encoder.encode = counting  # type: ignore[method-assign]
+    script = tmp_path / "film.yaml"
+    script.write_text(
+        "film: {seed: 3}\nshots:\n"
+        "  - {id: a, duration: 1s, prompt: wide shot of the harbour}\n"
+        "  - id: b\n    duration: 2s\n    prompt: close-up on the keeper\n    events: [{at: 1s, prompt: the keeper spins}]\n"
+        "  - {id: c, duration: 1s, prompt: wide shot of the harbour}\n",
+        encoding="utf-8",
+    )
+    code = render_script(RenderRequest(script=script, output=tmp_path / "film.mp4"), lambda e: None, bundle=bundle)
+    assert code == 0
+    assert sorted(encoded) == sorted(["wide shot of the harbour", "close-up on the keeper", "the keeper spins"])
