@@ -60,7 +60,7 @@ def chunk_errors(bundle, z: torch.Tensor, ctx: TextContext, cuts: torch.Tensor, 
 def return_chunks(clip, frames_per_latent: int) -> list[bool]:
     """Chunks whose scene was seen earlier in the clip but not in the RECENT chunks before."""
     n = clip.frames.shape[0] // (frames_per_latent * CHUNK)
-    scenes = [frame_truth(clip.film, clip.start + c * CHUNK * frames_per_latent).scene_id for c in range(n)]
+    scenes = [frame_truth(clip.film, int(clip.film_frames[c * CHUNK * frames_per_latent])).scene_id for c in range(n)]
     return [scenes[c] in scenes[: max(0, c - RECENT)] and scenes[c] not in scenes[max(0, c - RECENT) : c] for c in range(n)]
 
 
@@ -69,11 +69,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=16)
     ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--montage", type=float, default=1.0, help="share of montage clips (these hold the returns)")
     args = ap.parse_args()
     torch.manual_seed(0)
     bundle = load_default("base")
     ae, stride = bundle.autoencoder, bundle.card.temporal_stride
-    clips = list(itertools.islice(training_clips(args.seed, frames=36 * stride), args.clips + 1))
+    clips = list(itertools.islice(training_clips(args.seed, frames=36 * stride, montage=args.montage), args.clips + 1))
     rows = {k: {"return": [], "other": []} for k in ("camr", "window", "none", "camr, wrong memory")}
     for i, clip in enumerate(clips[:-1]):
         other = clips[i + 1]

@@ -193,7 +193,8 @@ def test_training_clips_are_labelled() -> None:
         assert len(clip.prompts) == 48 and clip.cuts.shape == (48,) and clip.shot_index.shape == (48,)
         changes = np.flatnonzero(np.diff(clip.shot_index)) + 1
         assert set(np.flatnonzero(clip.cuts)) - {0} <= set(changes)
-        assert np.array_equal(clip.frames, render_frames(clip.film, clip.start, clip.start + 48))
+        expected = np.concatenate([render_frames(clip.film, int(f), int(f) + 1) for f in clip.film_frames])
+        assert np.array_equal(clip.frames, expected)
 
 
 def test_render_speed_and_contact_sheet() -> None:
@@ -202,3 +203,19 @@ def test_render_speed_and_contact_sheet() -> None:
     from cinecli.world.sheet import contact_sheet
 
     contact_sheet(sample_film(11, duration_s=40.0), per_shot=4, scale=2).save("/tmp/world_sheet.png")
+
+
+def test_montage_clips_bring_scenes_back_beyond_the_recent_window() -> None:
+    """Training must show returns: most 12-s montage clips revisit a scene after 3+ s away."""
+    import itertools
+
+    from cinecli.world.dataset import training_clips
+
+    returns = 0
+    for clip in itertools.islice(training_clips(7, frames=144, montage=1.0), 20):
+        assert clip.frames.shape[0] == len(clip.prompts) == len(clip.cuts) == len(clip.film_frames) == 144
+        assert clip.cuts[0]
+        assert np.array_equal(clip.frames[:8], render_frames(clip.film, int(clip.film_frames[0]), int(clip.film_frames[0]) + 8))
+        scenes = [frame_truth(clip.film, int(clip.film_frames[c * 12])).scene_id for c in range(12)]
+        returns += any(s in scenes[: max(0, c - 3)] and s not in scenes[max(0, c - 3): c] for c, s in enumerate(scenes))
+    assert returns >= 12

@@ -1,4 +1,11 @@
-"""An endless stream of rendered multi-shot training clips."""
+"""An endless stream of rendered multi-shot training clips.
+
+Two kinds of clip. A *window* is a contiguous stretch of one film. A *montage* takes the
+film's shots in order but only the first second or two of each, so a clip a few seconds long
+spans several scene blocks and returns to an earlier scene after other shots: films build a
+scene over several shots before cutting away, so contiguous windows almost never contain a
+return, and a model trained only on them never learns to bring a scene back from memory.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +21,10 @@ from cinecli.world.spec import FilmSpec, sample_film
 
 @dataclass(frozen=True)
 class Clip:
-    """A window of a procedural film. `prompts[k]` is the prompt in force at frame k,
+    """Frames of a procedural film. `prompts[k]` is the prompt in force at frame k,
     `cuts[k]` is True on the first frame of each hard cut, `shot_index[k]` is the film's shot
-    index; `film` and `start` allow ground truth (`frame_truth(film, start + k)`)."""
+    index; `film_frames[k]` is the film frame clip frame k shows, for ground truth
+    (`frame_truth(film, film_frames[k])`); `start` is the first of them."""
 
     frames: np.ndarray
     prompts: tuple[str, ...]
@@ -24,6 +32,7 @@ class Clip:
     shot_index: np.ndarray
     film: FilmSpec
     start: int
+    film_frames: np.ndarray
 
 
 def clip_of(film: FilmSpec, start: int, frames: int) -> Clip:
@@ -40,15 +49,55 @@ def clip_of(film: FilmSpec, start: int, frames: int) -> Clip:
         cuts[k] = local == 0 and shot.cut == "cut"
         index[k] = si
     return Clip(frames=render_frames(film, start, start + frames), prompts=tuple(prompts),
-                cuts=cuts, shot_index=index, film=film, start=start)
+                cuts=cuts, shot_index=index, film=film, start=start,
+                film_frames=np.arange(start, start + frames, dtype=np.int64))
+
+
+def montage_pieces(film: FilmSpec, frames: int, rng: random.Random) -> list[tuple[int, int]]:
+    """(start, end) film-frame ranges: the opening 8–20 frames of each shot, in order.
+
+    Pieces start where shots start, so they stay on the 4-frame latent grid.
+    """
+    pieces: list[tuple[int, int]] = []
+    total = 0
+    for shot in film.shots:
+        if total >= frames:
+            break
+        length = min(shot.duration_frames, 4 * rng.randint(2, 5), frames - total)
+        pieces.append((shot.start_frame, shot.start_frame + length))
+        total += length
+    return pieces
+
+
+def montage_of(film: FilmSpec, pieces: list[tuple[int, int]]) -> Clip:
+    """A clip made of film pieces; a jump between pieces is a hard cut even where the film continued."""
+    parts = [clip_of(film, a, b - a) for a, b in pieces]
+    cuts = np.concatenate([p.cuts for p in parts])
+    offset = 0
+    for i, (p, (a, _)) in enumerate(zip(parts, pieces)):
+        if i > 0 and a != pieces[i - 1][1]:
+            cuts[offset] = True
+        offset += len(p.cuts)
+    return Clip(frames=np.concatenate([p.frames for p in parts]),
+                prompts=tuple(x for p in parts for x in p.prompts), cuts=cuts,
+                shot_index=np.concatenate([p.shot_index for p in parts]), film=film,
+                start=pieces[0][0], film_frames=np.concatenate([p.film_frames for p in parts]))
 
 
 def training_clips(seed: int, *, frames: int, width: int = 192, height: int = 128,
-                   fps: int = 12) -> Iterator[Clip]:
-    """Endless clips: each from a fresh film somewhat longer than the clip, starting on a
-    latent-frame boundary (half the time at the film's start, so openings are common)."""
+                   fps: int = 12, montage: float = 0.5) -> Iterator[Clip]:
+    """Endless clips: a share `montage` of montages of longer films with returns, the rest
+    windows of a fresh film somewhat longer than the clip, starting on a latent-frame boundary
+    (half the time at the film's start, so openings are common)."""
     rng = random.Random(seed)
     while True:
+        if rng.random() < montage:
+            film = sample_film(rng.randrange(2**62), duration_s=max(3 * frames / fps, 20.0), fps=fps,
+                               width=width, height=height, returns=True)
+            pieces = montage_pieces(film, frames, rng)
+            if sum(b - a for a, b in pieces) == frames:
+                yield montage_of(film, pieces)
+            continue
         film_seed = rng.randrange(2**62)
         duration = frames / fps * rng.uniform(1.0, 1.6)
         film = sample_film(film_seed, duration_s=max(duration, 1.0), fps=fps, width=width,
