@@ -20,7 +20,6 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from cinecli.memory.bank import MemoryBank
 from cinecli.model.autoencoder import DecodeState
 from cinecli.state.atomic import sha256_bytes, write_bytes_atomic
 from cinecli.state.manifest import FileRef, Position, StateError

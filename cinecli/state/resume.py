@@ -31,7 +31,6 @@ from cinecli.state.manifest import (
     StateError,
     StateManifest,
     manifest_file,
-    write_manifest,
 )
 from cinecli.state.settings import settings_diff
 from cinecli.screenplay.timeline import Plan

@@ -32,7 +32,6 @@ from cinecli.model.card import ModelCard, default_card
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import add_noise, shift_sigma
-from cinecli.train.config import load_yaml_config
 from cinecli.train.data import Batch, batches, video_to_model
 
 
@@ -208,6 +207,35 @@ def load_train_state(out_dir: Path, model: WanTransformer, text: WordTextEncoder
     ema.updates = int(st["step"])
     return int(st["step"])
 
+
+@dataclass
+class Trainee:
+    """A generator being trained: the prepared modules, their unwrapped originals, optimizer, EMA."""
+
+    model: torch.nn.Module
+    text: torch.nn.Module
+    raw_model: WanTransformer
+    raw_text: WordTextEncoder
+    opt: torch.optim.Optimizer
+    ema: EMA
+    params: list[torch.nn.Parameter]
+    step: int
+
+
+def prepare_trainee(acc, card: ModelCard, out_dir: Path, *, init: str, lr: float, weight_decay: float, ema: float) -> Trainee:  # type: ignore[no-untyped-def]
+    """Build (from `init` weights if given), wrap for the accelerator and continue from `out_dir`'s state."""
+    model, text, _ = build_modules(card)
+    if init:
+        load_generator(model, text, Path(init))
+    params = list(model.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
+    model, text, opt = acc.prepare(model, text, opt)
+    raw_model, raw_text = acc.unwrap_model(model), acc.unwrap_model(text)
+    shadow = EMA([raw_model, raw_text], ema)
+    step = load_train_state(out_dir, raw_model, raw_text, opt, shadow)
+    return Trainee(model, text, raw_model, raw_text, opt, shadow, params, step)
+
+
 def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
                ae: VideoAutoencoder | None = None, log=print) -> Path:
     """Train (or continue) the base model; returns the path of the EMA weights."""
@@ -218,16 +246,9 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
     card = card or default_card()
     acc = Accelerator(mixed_precision=cfg.precision if torch.cuda.is_available() else "no")
     dev = acc.device
-    model, text, _ = build_modules(card)
-    if cfg.init:
-        load_generator(model, text, Path(cfg.init))
     ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
-    params = list(model.parameters()) + list(text.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
-    model, text, opt = acc.prepare(model, text, opt)
-    raw_model, raw_text = acc.unwrap_model(model), acc.unwrap_model(text)
-    ema = EMA([raw_model, raw_text], cfg.ema)
-    step = load_train_state(out_dir, raw_model, raw_text, opt, ema)
+    tr = prepare_trainee(acc, card, out_dir, init=cfg.init, lr=cfg.lr, weight_decay=cfg.weight_decay, ema=cfg.ema)
+    model, text, raw_model, raw_text, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step
     gen = torch.Generator().manual_seed(cfg.seed + step)
     total = cfg.steps + cfg.routed_steps
     packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)

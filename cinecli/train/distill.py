@@ -27,8 +27,7 @@ from cinecli.model.card import ModelCard, default_card
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import WanTransformer
 from cinecli.sampling.schedule import StepSchedule
-from cinecli.train.base import EMA, encode_prompts, load_train_state, save_train_state, to_latents
-from cinecli.train.config import load_yaml_config
+from cinecli.train.base import encode_prompts, prepare_trainee, save_train_state, to_latents
 from cinecli.train.data import Batch, batches
 
 
@@ -122,15 +121,9 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     load_generator(teacher, t_text, Path(cfg.teacher))
     teacher.to(dev).eval().requires_grad_(False)
     t_text.to(dev).eval().requires_grad_(False)
-    student, s_text, _ = build_modules(card)
-    load_generator(student, s_text, Path(cfg.teacher))
     ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
-    params = list(student.parameters()) + list(s_text.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.99))
-    student, s_text, opt = acc.prepare(student, s_text, opt)
-    raw_s, raw_t = acc.unwrap_model(student), acc.unwrap_model(s_text)
-    ema = EMA([raw_s, raw_t], cfg.ema)
-    step = load_train_state(out_dir, raw_s, raw_t, opt, ema)
+    tr = prepare_trainee(acc, card, out_dir, init=cfg.teacher, lr=cfg.lr, weight_decay=0.0, ema=cfg.ema)
+    student, s_text, raw_s, raw_t, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step
     gen = torch.Generator().manual_seed(cfg.seed + step)
     source = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
     t0 = time.time()
