@@ -222,6 +222,15 @@ class Trainee:
     step: int
 
 
+def start_stage(out_dir: Path, seed: int, precision: str, card: ModelCard | None):  # type: ignore[no-untyped-def]
+    """Output folder, seed, the model's card and an accelerator (mixed precision only on CUDA)."""
+    from accelerate import Accelerator
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    return Accelerator(mixed_precision=precision if torch.cuda.is_available() else "no"), card or default_card()
+
+
 def prepare_trainee(acc, card: ModelCard, out_dir: Path, *, init: str, lr: float, weight_decay: float, ema: float) -> Trainee:  # type: ignore[no-untyped-def]
     """Build (from `init` weights if given), wrap for the accelerator and continue from `out_dir`'s state."""
     model, text, _ = build_modules(card)
@@ -239,12 +248,7 @@ def prepare_trainee(acc, card: ModelCard, out_dir: Path, *, init: str, lr: float
 def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
                ae: VideoAutoencoder | None = None, log=print) -> Path:
     """Train (or continue) the base model; returns the path of the EMA weights."""
-    from accelerate import Accelerator
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    card = card or default_card()
-    acc = Accelerator(mixed_precision=cfg.precision if torch.cuda.is_available() else "no")
+    acc, card = start_stage(out_dir, cfg.seed, cfg.precision, card)
     dev = acc.device
     ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
     tr = prepare_trainee(acc, card, out_dir, init=cfg.init, lr=cfg.lr, weight_decay=cfg.weight_decay, ema=cfg.ema)

@@ -23,11 +23,11 @@ from torch import Tensor
 from cinecli.model.attention import SequenceAttention
 from cinecli.model.autoencoder import VideoAutoencoder, load_autoencoder
 from cinecli.model.bundle import build_modules, load_generator, save_generator
-from cinecli.model.card import ModelCard, default_card
+from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import WanTransformer
 from cinecli.sampling.schedule import StepSchedule
-from cinecli.train.base import encode_prompts, prepare_trainee, save_train_state, to_latents
+from cinecli.train.base import encode_prompts, prepare_trainee, save_train_state, start_stage, to_latents
 from cinecli.train.data import Batch, batches
 
 
@@ -110,12 +110,7 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
 
 def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
                   ae: VideoAutoencoder | None = None, log=print) -> Path:
-    from accelerate import Accelerator
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    card = card or default_card()
-    acc = Accelerator(mixed_precision=cfg.precision if torch.cuda.is_available() else "no")
+    acc, card = start_stage(out_dir, cfg.seed, cfg.precision, card)
     dev = acc.device
     teacher, t_text, _ = build_modules(card)
     load_generator(teacher, t_text, Path(cfg.teacher))
