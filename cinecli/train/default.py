@@ -25,10 +25,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
 SHARES = {"autoencoder": 0.27, "base": 0.48, "distill": 0.25}  # of the budget, measured to fit one call
 
 
-def run(out: Path, minutes: float, configs: Path = CONFIGS, autoencoder: Path | None = None) -> Path:
+def run(out: Path, minutes: float, configs: Path = CONFIGS, autoencoder: Path | None = None, init_base: Path | None = None) -> Path:
     """Train all three stages into `out/` and assemble `out/default/`; returns that folder.
 
     With `autoencoder` given, stage 1 is skipped and its budget goes to the other two stages.
+    With `init_base` given, the base model continues from those weights (more training in total
+    than one call allows), and the student is distilled afresh from the result.
     """
     log = lambda rec: print(json.dumps(rec), flush=True)  # noqa: E731 - one-line logger
     timings: dict[str, float] = {}
@@ -42,6 +44,8 @@ def run(out: Path, minutes: float, configs: Path = CONFIGS, autoencoder: Path | 
     timings["autoencoder"] = time.time() - t
     t = time.time()
     base_cfg = dataclasses.replace(load_yaml_config(configs / "base.yaml", BaseTrainConfig), autoencoder=str(ae_path), max_minutes=minutes * SHARES["base"])
+    if init_base is not None:
+        base_cfg = dataclasses.replace(base_cfg, init=str(init_base))
     base_path = train_base(base_cfg, out / "base", log=log)
     timings["base"] = time.time() - t
     t = time.time()
@@ -66,8 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget for all three stages")
     ap.add_argument("--autoencoder", type=Path, default=None, help="reuse a trained autoencoder (skip stage 1)")
+    ap.add_argument("--init-base", type=Path, default=None, help="continue the base model from these weights")
     args = ap.parse_args(argv)
-    run(args.out, args.minutes, autoencoder=args.autoencoder)
+    run(args.out, args.minutes, autoencoder=args.autoencoder, init_base=args.init_base)
 
 
 if __name__ == "__main__":
