@@ -7,6 +7,14 @@ routed frames from (possibly CPU-resident) history happens once per chunk, not o
 (3) the active set keeps a constant shape across the chunk, which static-shape compilation and
 CUDA graphs need. Each layer routes on its own queries and keys.
 
+What is held: with history on the device, each layer's gathered keys/values are kept for the
+chunk's remaining steps (a re-gather would cost a copy per step for nothing). With history
+offloaded to host memory the point is a small VRAM peak, so nothing is held: each layer gathers
+its routed frames from pinned host memory when it runs and frees them after, and the device holds
+one layer's active set at a time instead of every layer's (at the 1.3B shape, 0.14 GB against
+4 GB in bf16). Routed frame indices are read to the host once per chunk and layer, so the copies
+run straight from pinned storage.
+
 Positions: keys are stored un-rotated; the active set is laid out in temporal order (routed
 frames, then the recent window, then the chunk) at contiguous positions 0..n-1, so positions
 never exceed what training saw however long the film is. With a budget covering the whole
@@ -32,6 +40,7 @@ class Routing:
     frames: dict[int, Tensor] = field(default_factory=dict)  # layer → [B, n] long
     gathered: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)  # layer → (k, v) [B, n*S, H, D]
     rotary: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)  # past frames → (cos, sin), held across steps
+    host_frames: dict[int, list[list[int]]] = field(default_factory=dict)  # layer → frames, for offloaded history
 
     def active_frames(self) -> int:
         """Past frames in the active set (same for every layer by construction)."""
@@ -80,6 +89,26 @@ class ChunkAttention:
             self.routing.frames[layer] = policy.select(bank.num_frames, self.chunk_frames, query, bank.descriptors(layer))
         return self.routing.frames[layer]
 
+    def _gather(self, layer: int, frames: Tensor, dtype: torch.dtype, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+        """This layer's routed keys (rotated to their active-set positions) and values [B, n*S, H, D].
+
+        Held on the device for the chunk's remaining steps, rotation included (positions are
+        fixed for the chunk, so rotating the past keys again at every step would redo the same
+        float32 work on the largest tensor of the layer); fetched per use when offloaded.
+        """
+        held = self.routing.gathered.get(layer)
+        if held is not None:
+            return held
+        if self.bank.spec.offload:
+            host = self.routing.host_frames.get(layer)
+            if host is None:
+                host = self.routing.host_frames[layer] = frames.tolist()  # one sync per chunk and layer
+            km, vm = self.bank.gather(layer, frames, host)
+            return apply_rope(km.flatten(1, 2).to(dtype), cos, sin), vm.flatten(1, 2).to(dtype)
+        km, vm = self.bank.gather(layer, frames)
+        self.routing.gathered[layer] = (apply_rope(km.flatten(1, 2).to(dtype), cos, sin), vm.flatten(1, 2).to(dtype))
+        return self.routing.gathered[layer]
+
     def prepare(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         b, n, h, d = k.shape
         if self.write:
@@ -87,13 +116,11 @@ class ChunkAttention:
             self.bank.stage(layer, k.view(b, n // s, s, h, d), v.view(b, n // s, s, h, d))
         frames = self._route(layer, q)
         past = frames.shape[1]
+        cos, sin = self._rotary(past, torch.float32, q.device)
+        split = past * self.rows * self.cols
+        q, k = apply_rope(q, cos[split:], sin[split:]), apply_rope(k, cos[split:], sin[split:])
         if past:
-            if layer not in self.routing.gathered:
-                km, vm = self.bank.gather(layer, frames)
-                self.routing.gathered[layer] = (km.flatten(1, 2).to(k.dtype), vm.flatten(1, 2).to(v.dtype))
-            km, vm = self.routing.gathered[layer]
+            km, vm = self._gather(layer, frames, k.dtype, cos[:split], sin[:split])
             k = torch.cat([km, k], dim=1)
             v = torch.cat([vm, v], dim=1)
-        cos, sin = self._rotary(past, torch.float32, q.device)
-        q_cos, q_sin = cos[past * self.rows * self.cols :], sin[past * self.rows * self.cols :]
-        return apply_rope(q, q_cos, q_sin), apply_rope(k, cos, sin), v, None
+        return q, k, v, None

@@ -75,6 +75,8 @@ class _LayerStore:
         s = self.spec
         shape = (s.batch, capacity, s.tokens_per_frame, s.num_heads, s.head_dim)
         pin = s.offload and torch.cuda.is_available()
+        if pin and s.device.type == "cuda":
+            torch.cuda.synchronize(s.device)  # asynchronous copies into the old pinned storage must land first
         dtype = torch.int8 if s.storage == "int8" else s.dtype
 
         def grow(old: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, pin: bool) -> Tensor:
@@ -99,18 +101,19 @@ class _LayerStore:
             # briefly holds old and new storage, which is what runs a long film out of memory)
             self._alloc(max(2 * self.capacity, start + f, 16, self.spec.capacity))
         assert self.k is not None and self.v is not None and self.desc is not None
-        dev = self.spec.storage_device
+        # copy_ into the slot (not `slot = t.to(...)`): a device-to-pinned-host copy then runs
+        # asynchronously straight into the storage, with nothing read on the host before it lands
         if self.spec.storage == "int8":
             assert self.k_scale is not None and self.v_scale is not None
             kq, ks = quantize_int8(k)
             vq, vs = quantize_int8(v)
-            self.k[:, start : start + f] = kq.to(dev, non_blocking=True)
-            self.v[:, start : start + f] = vq.to(dev, non_blocking=True)
-            self.k_scale[:, start : start + f] = ks.to(dev, non_blocking=True)
-            self.v_scale[:, start : start + f] = vs.to(dev, non_blocking=True)
+            self.k[:, start : start + f].copy_(kq, non_blocking=True)
+            self.v[:, start : start + f].copy_(vq, non_blocking=True)
+            self.k_scale[:, start : start + f].copy_(ks, non_blocking=True)
+            self.v_scale[:, start : start + f].copy_(vs, non_blocking=True)
         else:
-            self.k[:, start : start + f] = k.to(dev, self.spec.dtype, non_blocking=True)
-            self.v[:, start : start + f] = v.to(dev, self.spec.dtype, non_blocking=True)
+            self.k[:, start : start + f].copy_(k, non_blocking=True)
+            self.v[:, start : start + f].copy_(v, non_blocking=True)
         self.desc[:, start : start + f] = k.float().mean(dim=2)
 
     def gather(self, frames: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,6 +130,38 @@ class _LayerStore:
             return k, v
         return k.to(s.device, non_blocking=True), v.to(s.device, non_blocking=True)
 
+    def gather_runs(self, frames: list[list[int]]) -> tuple[Tensor, Tensor]:
+        """Like `gather`, for host-resident history, from frame indices already on the host.
+
+        Fancy indexing a CPU tensor would first copy the frames into fresh pageable memory and
+        then upload that; copying runs of consecutive frames straight from the pinned storage into
+        one device buffer moves each byte once and lets the copies run asynchronously.
+        """
+        assert self.k is not None and self.v is not None
+        s = self.spec
+        n = len(frames[0])
+        parts = [self.k, self.v] + ([self.k_scale, self.v_scale] if s.storage == "int8" else [])
+        out = [torch.empty((s.batch, n) + tuple(p.shape[2:]), dtype=p.dtype, device=s.device) for p in parts]  # type: ignore[union-attr]
+        for b, row in enumerate(frames):
+            for dst, start, length in frame_runs(row):
+                for src, buf in zip(parts, out):
+                    buf[b, dst : dst + length].copy_(src[b, start : start + length], non_blocking=True)  # type: ignore[index]
+        if s.storage == "int8":
+            return dequantize_int8(out[0], out[2], s.dtype), dequantize_int8(out[1], out[3], s.dtype)
+        return out[0], out[1]
+
+
+def frame_runs(frames: list[int]) -> list[tuple[int, int, int]]:
+    """(position in the active set, first frame, length) of each run of consecutive frames."""
+    runs: list[tuple[int, int, int]] = []
+    for pos, f in enumerate(frames):
+        if runs and runs[-1][1] + runs[-1][2] == f:
+            dst, start, length = runs[-1]
+            runs[-1] = (dst, start, length + 1)
+        else:
+            runs.append((pos, f, 1))
+    return runs
+
 
 class MemoryBank:
     """Per-layer history of keys and values, appended one chunk at a time.
@@ -139,7 +174,8 @@ class MemoryBank:
         self.spec = spec
         self.num_frames = 0
         self._layers = [_LayerStore(spec) for _ in range(spec.num_layers)]
-        self._staged: dict[int, tuple[Tensor, Tensor]] = {}
+        self._staged: set[int] = set()
+        self._staged_frames = 0
 
     def descriptors(self, layer: int) -> Tensor:
         """[B, T, H, D] mean keys of the committed frames (float32, compute device)."""
@@ -149,20 +185,32 @@ class MemoryBank:
             return torch.zeros(s.batch, 0, s.num_heads, s.head_dim, device=s.device)
         return store.desc[:, : self.num_frames]
 
-    def gather(self, layer: int, frames: Tensor) -> tuple[Tensor, Tensor]:
+    def gather(self, layer: int, frames: Tensor, host_frames: list[list[int]] | None = None) -> tuple[Tensor, Tensor]:
+        """Keys/values of `frames` for one layer; offloaded history copies from `host_frames`."""
+        if self.spec.offload and host_frames is not None:
+            return self._layers[layer].gather_runs(host_frames)
         return self._layers[layer].gather(frames)
 
     def stage(self, layer: int, k: Tensor, v: Tensor) -> None:
-        """Hold one layer's new frames [B, f, S, H, D] until the whole pass is done."""
-        self._staged[layer] = (k.detach(), v.detach())
+        """Write one layer's new frames [B, f, S, H, D] into the slots after the committed ones.
+
+        They are written at once (quantized on the compute device, then copied to the storage
+        device), so no second copy of a chunk's keys waits on the GPU for the whole pass; they
+        become visible only at `commit`, so a pass that fails half way leaves the history as it
+        was (the next pass overwrites the same slots).
+        """
+        f = k.shape[1]
+        if self._staged and f != self._staged_frames:
+            raise RuntimeError(f"clean pass staged {self._staged_frames} frames in one layer and {f} in another")
+        self._layers[layer].write(self.num_frames, k.detach(), v.detach())
+        self._staged.add(layer)
+        self._staged_frames = f
 
     def commit(self) -> int:
         """Make the staged frames part of history; returns how many frames were added."""
         if len(self._staged) != self.spec.num_layers:
             raise RuntimeError(f"clean pass staged {len(self._staged)} of {self.spec.num_layers} layers")
-        added = next(iter(self._staged.values()))[0].shape[1]
-        for layer, (k, v) in self._staged.items():
-            self._layers[layer].write(self.num_frames, k, v)
+        added = self._staged_frames
         self._staged.clear()
         self.num_frames += added
         return added
@@ -178,6 +226,8 @@ class MemoryBank:
         A range lets checkpoints append only what a chunk added instead of rewriting history.
         """
         end = self.num_frames if end is None else end
+        if self.spec.offload and self.spec.device.type == "cuda":
+            torch.cuda.synchronize(self.spec.device)  # device-to-host copies into pinned storage are asynchronous
         if not 0 <= start <= end <= self.num_frames:
             raise ValueError(f"bank frames [{start}, {end}) outside the {self.num_frames} committed frames")
         out: dict[str, Tensor] = {}
@@ -196,7 +246,7 @@ class MemoryBank:
         if num_frames == 0:
             return
         for i, st in enumerate(self._layers):
-            st._alloc(max(num_frames, 16))
+            st._alloc(max(num_frames, 16, self.spec.capacity))
             dev = self.spec.storage_device
             st.k[:, :num_frames] = tensors[f"layer{i}.k"].to(dev)  # type: ignore[index]
             st.v[:, :num_frames] = tensors[f"layer{i}.v"].to(dev)  # type: ignore[index]

@@ -5,9 +5,10 @@ before a model is loaded on a GPU and for shapes nobody here has run. The terms:
 
 * weights — transformer parameters: 2 bytes each in bf16; with int8, the block linears take
   1 byte per weight + a float32 scale per output channel, the rest stays bf16.
-* active KV — what one chunk attends to, gathered onto the device for every layer and held for
-  the chunk: (budget + chunk) latent frames × tokens × layers × 2 (K, V) × heads × head_dim ×
-  working bytes (the chunk's own K/V are staged for every layer during the clean pass).
+* active KV — what one chunk attends to: budget latent frames × tokens × 2 (K, V) × heads ×
+  head_dim × working bytes per layer, gathered for every layer and held for the chunk when the
+  history is on the device, for one layer at a time when it is offloaded (gathered per use and
+  freed); plus the chunk's own frames for the layer that runs (they go straight to the history).
 * history — the whole film's KV bank, on the device unless offloaded to (pinned) CPU memory;
   it grows with the film, so the estimate is for the last chunk. int8 storage: 1 byte per
   element + a float32 scale per token and head.
@@ -168,7 +169,9 @@ def estimate(shape: FilmShape, placement: Placement) -> VramEstimate:
     """Peak device bytes of rendering `shape` with `placement` (at the film's last chunk)."""
     cfg, b = shape.config, shape.working_bytes
     tokens = shape.tokens_per_frame
-    active = (shape.active_frames + shape.chunk_frames) * kv_frame_bytes(cfg, tokens, "native", b)
+    frame_all_layers = kv_frame_bytes(cfg, tokens, "native", b)
+    held_layers = 1 if placement.offload_history else cfg.num_layers
+    active = (shape.active_frames * held_layers + shape.chunk_frames) * frame_all_layers // cfg.num_layers
     history = 0 if placement.offload_history else shape.film_latents * kv_frame_bytes(cfg, tokens, placement.history, b)
     return VramEstimate(
         placement=placement, weights=weight_bytes(cfg, placement.weights, b), active_kv=active, history=history,

@@ -72,17 +72,24 @@ class Projections(nn.Module):
 
 
 class SelfAttention(Projections):
-    def forward(self, x: Tensor, layer: int, source: AttentionSource) -> Tensor:
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x [B, N, dim] → q, k (RMS-normed), v [B, N, H, D]: no memory involved, static shapes."""
         b, n, _ = x.shape
         heads = (b, n, self.num_heads, -1)
-        q = self.norm_q(self.q(x)).view(heads)
-        k = self.norm_k(self.k(x)).view(heads)
-        v = self.v(x).view(heads)
+        return self.norm_q(self.q(x)).view(heads), self.norm_k(self.k(x)).view(heads), self.v(x).view(heads)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, layer: int, source: AttentionSource) -> Tensor:
+        """Attention over the active set `source` assembles → [B, N, dim] (before the output projection)."""
+        b, n = q.shape[:2]
         q, k_all, v_all, mask = source.prepare(layer, q, k, v)
         out = F.scaled_dot_product_attention(
             q.transpose(1, 2), k_all.transpose(1, 2), v_all.transpose(1, 2), attn_mask=mask
         )
-        return self.o(out.transpose(1, 2).reshape(b, n, -1))
+        return out.transpose(1, 2).reshape(b, n, -1)
+
+    def forward(self, x: Tensor, layer: int, source: AttentionSource) -> Tensor:
+        q, k, v = self.project(x)
+        return self.o(self.attend(q, k, v, layer, source))
 
 
 class CrossAttention(Projections):
@@ -116,29 +123,45 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
+    def _modulation(self, e: Tensor) -> tuple[Tensor, ...]:
+        mod = self.modulation.unsqueeze(0).float() + e.float()  # [B, F, 6, dim]
+        return tuple(m.unsqueeze(2) for m in mod.unbind(2))  # 6 × [B, F, 1, dim]
+
+    def pre_attention(self, x: Tensor, e: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Modulated norm and q/k/v projections of the chunk's tokens.
+
+        Split from the attention so it can be compiled on its own: its shapes are the chunk's
+        (constant for a whole film), while the attention's depend on the active set.
+        """
+        b, n, d = x.shape
+        frames = e.shape[1]
+        shift1, scale1, *_ = self._modulation(e)
+        h = (self.norm1(x).view(b, frames, n // frames, d).float() * (1 + scale1) + shift1).to(x.dtype).view(b, n, d)
+        return self.self_attn.project(h)
+
+    def post_attention(self, x: Tensor, attn: Tensor, e: Tensor, text_k: Tensor, text_v: Tensor, frame_prompt: Tensor) -> Tensor:
+        """Output projection and gated residual, cross-attention to each frame's prompt, modulated FFN."""
+        b, n, d = x.shape
+        frames = e.shape[1]
+        _, _, gate1, shift2, scale2, gate2 = self._modulation(e)
+
+        def per_frame(h: Tensor) -> Tensor:
+            return h.view(b, frames, n // frames, d)
+
+        x = x + (per_frame(self.self_attn.o(attn)).float() * gate1).to(x.dtype).view(b, n, d)
+        x = x + self.cross_attn(self.norm3(x), frames, text_k, text_v, frame_prompt)
+        h = (per_frame(self.norm2(x)).float() * (1 + scale2) + shift2).to(x.dtype).view(b, n, d)
+        y = self.ffn(h)
+        return x + (per_frame(y).float() * gate2).to(x.dtype).view(b, n, d)
+
     def forward(
         self, x: Tensor, e: Tensor, layer: int, source: AttentionSource,
         text_k: Tensor, text_v: Tensor, frame_prompt: Tensor,
     ) -> Tensor:
         """x [B, F*S, dim]; e [B, F, 6, dim] per-frame modulation from the timestep."""
-        b, n, d = x.shape
-        frames = e.shape[1]
-        mod = (self.modulation.unsqueeze(0).float() + e.float())  # [B, F, 6, dim]
-        shift1, scale1, gate1, shift2, scale2, gate2 = (m.unsqueeze(2) for m in mod.unbind(2))  # [B, F, 1, dim]
-
-        def per_frame(h: Tensor) -> Tensor:
-            return h.view(b, frames, n // frames, d)
-
-        # 1. modulated self-attention (causal through `source`)
-        h = (per_frame(self.norm1(x)).float() * (1 + scale1) + shift1).to(x.dtype).view(b, n, d)
-        y = self.self_attn(h, layer, source)
-        x = x + (per_frame(y).float() * gate1).to(x.dtype).view(b, n, d)
-        # 2. cross-attention to each frame's own prompt
-        x = x + self.cross_attn(self.norm3(x), frames, text_k, text_v, frame_prompt)
-        # 3. modulated feed-forward
-        h = (per_frame(self.norm2(x)).float() * (1 + scale2) + shift2).to(x.dtype).view(b, n, d)
-        y = self.ffn(h)
-        return x + (per_frame(y).float() * gate2).to(x.dtype).view(b, n, d)
+        q, k, v = self.pre_attention(x, e)
+        attn = self.self_attn.attend(q, k, v, layer, source)  # causal through `source`: memory, routing
+        return self.post_attention(x, attn, e, text_k, text_v, frame_prompt)
 
 
 class Head(nn.Module):
@@ -175,6 +198,18 @@ class WanTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self.rope = RopeTables.build(cfg.rope_dims, cfg.rope_max_positions, cfg.rope_theta)
+
+    def compile_blocks(self, mode: str | None = None) -> "WanTransformer":
+        """Compile each block's memory-free parts (`pre_attention`, `post_attention`) in place.
+
+        The attention in between stays eager: routing, the gather from the memory bank and the
+        active set's size change between chunks, while the compiled parts only ever see the
+        chunk's tokens, so one compilation serves every layer, step and chunk of a film.
+        """
+        for block in self.blocks:
+            block.pre_attention = torch.compile(block.pre_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
+            block.post_attention = torch.compile(block.post_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
+        return self
 
     # -- pieces the generator calls separately -------------------------------------------------
     def encode_text(self, prompts: Tensor) -> TextContext:

@@ -1,0 +1,199 @@
+"""Generation speed: frames per second, first-chunk latency and per-chunk time, eager vs optimised.
+
+    python benchmarks/speed.py --device cuda                       # 1.3B shape, 832×480, random weights
+    python benchmarks/speed.py --model default --device cpu        # the shipped default model
+
+How frames are counted: a chunk of 3 latent frames decodes to 12 video frames (the Wan2.1
+autoencoder's 4× temporal stride; the first chunk of a film decodes to 9 with the Wan VAE, whose
+first latent frame is one video frame). Each chunk costs `steps` transformer forwards + the clean
+pass that writes its keys and values into memory, all under `camr` with the default budget
+(3 recent chunks + top-5 routed frames). "transformer FPS" = video frames / time of the
+generation loop alone; "end-to-end FPS" adds the streaming decode of every chunk (no MP4
+encoding: that runs in another process in a render). Time starts after the prompts are encoded
+and the model is on the device; the first chunks (compilation, warm-up) are reported as
+"first chunk ms" and excluded from the FPS, which is the median over chunks from `--skip` on.
+
+Variants (one run, one process, same weights, same inputs):
+  eager          the render path as it is;
+  eager-flash    eager with SDPA forced to the FlashAttention backend (the default lets PyTorch pick);
+  compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from cinecli.memory.bank import BankSpec, MemoryBank
+from cinecli.memory.policies import make_policy
+from cinecli.model.config import preset
+from cinecli.model.transformer import WanTransformer
+from cinecli.sampling.generator import ChunkGenerator, ChunkRequest, SamplerConfig
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def sdpa_backend(name: str) -> Iterator[None]:
+    """Force one SDPA backend ("flash", "cudnn", "efficient"), or let PyTorch choose ("auto")."""
+    if name == "auto":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION}[name]
+    with sdpa_kernel(backend):
+        yield
+
+
+def random_wan(preset_name: str, device: torch.device, dtype: torch.dtype) -> tuple[WanTransformer, Callable | None]:
+    """A randomly initialised transformer of the preset's shape and a Wan VAE decoder (random) for it."""
+    from cinecli.model.wan.vae import WanVAE
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = WanTransformer(preset(preset_name)).to(dtype).eval()
+        vae = WanVAE().to(dtype).eval()
+
+    def decode(latents: torch.Tensor, state):  # type: ignore[no-untyped-def]
+        return vae.decode_chunk(latents.to(dtype), state)
+
+    decode.init = lambda: vae.init_decode_state(1, device, dtype)  # type: ignore[attr-defined]
+    return model, decode
+
+
+def default_model(device: torch.device, dtype: torch.dtype) -> tuple[WanTransformer, Callable | None]:
+    """The shipped student and its autoencoder."""
+    from cinecli.model.bundle import load_default
+
+    bundle = load_default("student")
+    model = bundle.transformer.to(device=device, dtype=dtype).eval()
+    ae = bundle.autoencoder.to(device=device).eval()
+
+    def decode(latents: torch.Tensor, state):  # type: ignore[no-untyped-def]
+        return ae.decode_chunk(ae.denormalize(latents.float()), state)
+
+    decode.init = lambda: ae.init_decode_state(1, device)  # type: ignore[attr-defined]
+    return model, decode
+
+
+@torch.no_grad()
+def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> dict:
+    """Generate `--chunks` chunks, timing the transformer loop and the decode of each chunk separately."""
+    cfg = model.config
+    rows, cols = cfg.grid(shape[1], shape[2])
+    f = args.chunk_frames
+    bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device,
+                               storage=args.history, capacity=args.chunks * f))
+    gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps), latent_shape=shape, chunk_frames=f)
+    g = torch.Generator().manual_seed(0)
+    text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
+    state = decode.init() if decode is not None else None  # type: ignore[attr-defined]
+    gen_s, dec_s, frames_out = [], [], []
+    for c in range(args.chunks):
+        req = ChunkRequest(c, (0,) * f, (False,) * f, tuple(range(c * f, (c + 1) * f)))
+        sync(device)
+        t0 = time.perf_counter()
+        res = gen.generate(req, text)
+        sync(device)
+        t1 = time.perf_counter()
+        n = f * args.temporal_stride
+        if decode is not None:
+            video, state = decode(res.latents, state)
+            sync(device)
+            n = video.shape[2]
+        t2 = time.perf_counter()
+        gen_s.append(t1 - t0)
+        dec_s.append(t2 - t1)
+        frames_out.append(n)
+    steady = range(args.skip, args.chunks)
+    gen_med = statistics.median(gen_s[i] for i in steady)
+    dec_med = statistics.median(dec_s[i] for i in steady)
+    per_chunk_frames = statistics.median(frames_out[i] for i in steady)
+    tail = list(range(max(args.skip, args.chunks - 5), args.chunks))
+    head = list(range(args.skip, min(args.skip + 5, args.chunks)))
+    return {
+        "chunks": args.chunks, "steps": args.steps, "frames_per_chunk": per_chunk_frames,
+        "first_chunk_ms": 1000 * (gen_s[0] + dec_s[0]), "first_chunk_frames": frames_out[0],
+        "chunk_ms": 1000 * gen_med, "decode_ms": 1000 * dec_med,
+        "transformer_fps": per_chunk_frames / gen_med,
+        "end_to_end_fps": per_chunk_frames / (gen_med + dec_med) if decode is not None else None,
+        "early_chunk_ms": 1000 * statistics.median(gen_s[i] for i in head),
+        "late_chunk_ms": 1000 * statistics.median(gen_s[i] for i in tail),
+        "per_chunk_ms": [round(1000 * s, 2) for s in gen_s], "per_chunk_decode_ms": [round(1000 * s, 2) for s in dec_s],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="random", choices=("random", "default"), help="random weights of --preset, or the shipped default model")
+    ap.add_argument("--preset", default="wan2.1-t2v-1.3b")
+    ap.add_argument("--width", type=int, default=832)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--chunks", type=int, default=24)
+    ap.add_argument("--skip", type=int, default=6, help="chunks left out of the medians (warm-up, compilation, growing active set)")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--chunk-frames", type=int, default=3)
+    ap.add_argument("--temporal-stride", type=int, default=4)
+    ap.add_argument("--history", default="native")
+    ap.add_argument("--variants", default="eager,eager-flash,compiled")
+    ap.add_argument("--no-decode", action="store_true")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if args.model == "default":
+        model, decode = default_model(device, dtype)
+        args.width, args.height = 192, 128
+        shape = (model.config.in_channels, args.height // 8, args.width // 8)
+    else:
+        model, decode = random_wan(args.preset, device, dtype)
+        shape = (model.config.in_channels, args.height // 8, args.width // 8)
+    if args.no_decode:
+        decode = None
+    card = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
+    results: dict[str, dict] = {}
+    compiled = False
+    for variant in args.variants.split(","):
+        try:
+            if variant == "compiled" and not compiled:
+                t = time.perf_counter()
+                model.compile_blocks()
+                compiled = True
+                print(f"# compile_blocks set up in {time.perf_counter() - t:.1f} s (compilation happens in the first chunks)", flush=True)
+            backend = "flash" if variant == "eager-flash" else "auto"
+            with sdpa_backend(backend):
+                results[variant] = run_variant(model, decode, args, shape, device, dtype)
+            r = results[variant]
+            print(json.dumps({k: v for k, v in r.items() if not k.startswith("per_chunk")} | {"variant": variant}), flush=True)
+        except Exception as err:  # a variant that fails must not lose the others
+            print(f"# variant {variant} failed: {type(err).__name__}: {err}", flush=True)
+    name = "default model (student)" if args.model == "default" else f"{args.preset}, random weights"
+    print(f"\n# {name}, {args.width}x{args.height}, {args.steps} steps + clean pass, camr, {args.chunks} chunks; {card}; torch {torch.__version__}")
+    print(f"{'variant':12} {'transformer FPS':>15} {'end-to-end FPS':>14} {'chunk ms':>9} {'decode ms':>9} {'first chunk ms':>14} {'early ms':>9} {'late ms':>8}")
+    base = results.get("eager")
+    for v, r in results.items():
+        e2e = f"{r['end_to_end_fps']:.1f}" if r["end_to_end_fps"] is not None else "-"
+        print(f"{v:12} {r['transformer_fps']:15.1f} {e2e:>14} {r['chunk_ms']:9.1f} {r['decode_ms']:9.1f} {r['first_chunk_ms']:14.1f} {r['early_chunk_ms']:9.1f} {r['late_chunk_ms']:8.1f}")
+    if base:
+        for v, r in results.items():
+            if v != "eager":
+                print(f"# {v} / eager transformer time: {r['chunk_ms'] / base['chunk_ms']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"card": card, "torch": torch.__version__, "model": name, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
