@@ -17,6 +17,11 @@ Variants (one run, one process, same weights, same inputs):
   eager          the render path as it is;
   eager-flash    eager with SDPA forced to the FlashAttention backend (the default lets PyTorch pick);
   compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`).
+
+"first chunk ms (warm)" is a new film started after the variant's run in the same process (caches,
+compiled code and cuDNN plans warm): the time from the request of its first chunk to that
+chunk's pixels. `--decoders` times the streaming decoder alone (12 video frames per chunk) with
+PyTorch settings that only change speed: cuDNN autotuning, channels-last 3-D layout, compilation.
 """
 
 from __future__ import annotations
@@ -70,6 +75,7 @@ def random_wan(preset_name: str, device: torch.device, dtype: torch.dtype) -> tu
         return vae.decode_chunk(latents.to(dtype), state)
 
     decode.init = lambda: vae.init_decode_state(1, device, dtype)  # type: ignore[attr-defined]
+    decode.vae = vae  # type: ignore[attr-defined]
     return model, decode
 
 
@@ -86,6 +92,40 @@ def default_model(device: torch.device, dtype: torch.dtype) -> tuple[WanTransfor
 
     decode.init = lambda: ae.init_decode_state(1, device)  # type: ignore[attr-defined]
     return model, decode
+
+
+def first_chunk_ms(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> float:
+    """Request-to-pixels time of the first chunk of a new film, in a warm process."""
+    short = argparse.Namespace(**(vars(args) | {"chunks": 1, "skip": 0}))
+    r = run_variant(model, decode, short, shape, device, dtype)
+    return r["first_chunk_ms"]
+
+
+@torch.no_grad()
+def decoder_ms(vae, setting: str, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype, chunks: int = 6) -> dict:  # type: ignore[no-untyped-def]
+    """Median ms to decode one chunk (3 latent frames → 12 video frames) under one speed setting."""
+    torch.backends.cudnn.benchmark = setting != "default"
+    decode = vae.decode_chunk
+    if setting in ("channels-last", "compiled"):
+        for m in vae.modules():
+            if isinstance(m, torch.nn.Conv3d):
+                m.weight.data = m.weight.data.to(memory_format=torch.channels_last_3d)
+    if setting == "compiled":
+        vae.decoder.forward = torch.compile(vae.decoder.forward, dynamic=False)
+    g = torch.Generator().manual_seed(3)
+    state = vae.init_decode_state(1, device, dtype)
+    times = []
+    for _ in range(chunks):
+        z = torch.randn(1, shape[0], 3, shape[1], shape[2], generator=g).to(device, dtype)
+        if setting in ("channels-last", "compiled"):
+            z = z.contiguous(memory_format=torch.channels_last_3d)
+        sync(device)
+        t = time.perf_counter()
+        _, state = decode(z, state)
+        sync(device)
+        times.append(time.perf_counter() - t)
+    steady = sorted(times[2:])
+    return {"setting": setting, "first_ms": 1000 * times[0], "chunk_ms": 1000 * steady[len(steady) // 2], "all_ms": [round(1000 * t, 1) for t in times]}
 
 
 @torch.no_grad()
@@ -150,6 +190,8 @@ def main() -> None:
     ap.add_argument("--history", default="native")
     ap.add_argument("--variants", default="eager,eager-flash,compiled")
     ap.add_argument("--no-decode", action="store_true")
+    ap.add_argument("--warmup-chunks", type=int, default=3, help="a short film first, not timed (CUDA context, cuDNN plans)")
+    ap.add_argument("--decoders", default="", help="also time the Wan decoder alone: default,cudnn-benchmark,channels-last,compiled")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -166,6 +208,8 @@ def main() -> None:
     card = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
     results: dict[str, dict] = {}
     compiled = False
+    if args.warmup_chunks:
+        run_variant(model, decode, argparse.Namespace(**(vars(args) | {"chunks": args.warmup_chunks, "skip": 0})), shape, device, dtype)
     for variant in args.variants.split(","):
         try:
             if variant == "compiled" and not compiled:
@@ -176,23 +220,36 @@ def main() -> None:
             backend = "flash" if variant == "eager-flash" else "auto"
             with sdpa_backend(backend):
                 results[variant] = run_variant(model, decode, args, shape, device, dtype)
+                results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype)
             r = results[variant]
             print(json.dumps({k: v for k, v in r.items() if not k.startswith("per_chunk")} | {"variant": variant}), flush=True)
         except Exception as err:  # a variant that fails must not lose the others
             print(f"# variant {variant} failed: {type(err).__name__}: {err}", flush=True)
     name = "default model (student)" if args.model == "default" else f"{args.preset}, random weights"
     print(f"\n# {name}, {args.width}x{args.height}, {args.steps} steps + clean pass, camr, {args.chunks} chunks; {card}; torch {torch.__version__}")
-    print(f"{'variant':12} {'transformer FPS':>15} {'end-to-end FPS':>14} {'chunk ms':>9} {'decode ms':>9} {'first chunk ms':>14} {'early ms':>9} {'late ms':>8}")
+    print(f"{'variant':12} {'transformer FPS':>15} {'end-to-end FPS':>14} {'chunk ms':>9} {'decode ms':>9} {'first chunk ms':>14} {'warm first ms':>13} {'early ms':>9} {'late ms':>8}")
     base = results.get("eager")
     for v, r in results.items():
         e2e = f"{r['end_to_end_fps']:.1f}" if r["end_to_end_fps"] is not None else "-"
-        print(f"{v:12} {r['transformer_fps']:15.1f} {e2e:>14} {r['chunk_ms']:9.1f} {r['decode_ms']:9.1f} {r['first_chunk_ms']:14.1f} {r['early_chunk_ms']:9.1f} {r['late_chunk_ms']:8.1f}")
+        print(f"{v:12} {r['transformer_fps']:15.1f} {e2e:>14} {r['chunk_ms']:9.1f} {r['decode_ms']:9.1f} {r['first_chunk_ms']:14.1f} {r['first_chunk_warm_ms']:13.1f} {r['early_chunk_ms']:9.1f} {r['late_chunk_ms']:8.1f}")
     if base:
         for v, r in results.items():
             if v != "eager":
                 print(f"# {v} / eager transformer time: {r['chunk_ms'] / base['chunk_ms']:.3f}")
+    decoders: list[dict] = []
+    vae = getattr(decode, "vae", None)
+    for setting in [d for d in args.decoders.split(",") if d]:
+        if vae is None:
+            break
+        try:
+            decoders.append(decoder_ms(vae, setting, shape, device, dtype))
+            print(json.dumps(decoders[-1]), flush=True)
+        except Exception as err:
+            print(f"# decoder {setting} failed: {type(err).__name__}: {err}", flush=True)
+        if args.json:  # written after every setting: a later one may run out of time
+            args.json.write_text(json.dumps({"card": card, "torch": torch.__version__, "model": name, "args": {k: str(v) for k, v in vars(args).items()}, "results": results, "decoders": decoders}, indent=1))
     if args.json:
-        args.json.write_text(json.dumps({"card": card, "torch": torch.__version__, "model": name, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"card": card, "torch": torch.__version__, "model": name, "args": {k: str(v) for k, v in vars(args).items()}, "results": results, "decoders": decoders}, indent=1))
 
 
 if __name__ == "__main__":

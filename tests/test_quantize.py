@@ -77,6 +77,29 @@ def test_int8_transformer_is_close_to_fp32_on_the_tiny_preset() -> None:
     assert type(quantized.head.head) is torch.nn.Linear and type(quantized.text_embedding[0]) is torch.nn.Linear
 
 
+def test_bitsandbytes_modules_run_the_whole_model() -> None:
+    """The CUDA back end's modules, run through bitsandbytes' CPU kernels: scope, input shapes, closeness.
+
+    bitsandbytes' CUDA int8 matmul takes 2-d or 3-d inputs only (its CPU kernel is lenient), and
+    a first GPU run failed on prompts reaching cross-attention as [B, P, L, dim]: every input
+    to a quantized layer is checked here.
+    """
+    from cinecli.model.quantize import quantize_cuda, quiet_bitsandbytes
+
+    bnb = quiet_bitsandbytes()
+    model = _tiny()
+    ref = _forward(model)
+    quantized = quantize_cuda(copy.deepcopy(model)).to("cpu")  # bitsandbytes quantizes on this move
+    layers = [quantized.get_submodule(p) for p in quantized_paths(quantized)]
+    assert all(isinstance(m, bnb.nn.Linear8bitLt) for m in layers)
+    dims: set[int] = set()
+    for m in layers:
+        m.register_forward_pre_hook(lambda _m, args: dims.add(args[0].dim()))
+    rel = ((_forward(quantized) - ref).norm() / ref.norm()).item()
+    assert rel < 0.03, rel
+    assert dims and dims <= {2, 3}, dims
+
+
 def test_scales_stay_float32_when_the_model_changes_dtype() -> None:
     model = quantize_cpu(_tiny()).to(torch.bfloat16)
     layer = model.blocks[0].ffn[0]

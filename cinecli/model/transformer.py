@@ -98,7 +98,8 @@ class CrossAttention(Projections):
     def context_kv(self, context: Tensor) -> tuple[Tensor, Tensor]:
         """[B, P, L, dim] embedded prompts → keys, values [B, P, L, H, D]."""
         shape = (*context.shape[:3], self.num_heads, -1)
-        return self.norm_k(self.k(context)).view(shape), self.v(context).view(shape)
+        flat = context.flatten(0, 1)  # [B*P, L, dim]: int8 matmul kernels take 2-d or 3-d inputs only
+        return self.norm_k(self.k(flat)).view(shape), self.v(flat).view(shape)
 
     def forward(self, x: Tensor, frames: int, keys: Tensor, values: Tensor, frame_prompt: Tensor) -> Tensor:
         b, n, dim = x.shape
