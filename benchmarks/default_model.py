@@ -7,7 +7,8 @@ render path (director → segments → MP4), reads the MP4 back and scores it wi
 against the world's ground truth. Rows:
   - student + camr / window / full / none, at the same active budget for camr and window
     (14 past latent frames: camr = 3 recent chunks + top-5 routed, window = 5 sink + 3 recent);
-  - base model (multi-step ODE) + camr, for the student-vs-base comparison.
+  - base model (multi-step ODE) + camr, for the student-vs-base comparison;
+  - student + camr with int8 weights (`--quantize int8`), for the quality cost of 8 bits.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ ROWS = {
     "student full": ("student", MemorySettings("full", 3, 5, 0), None),
     "student none": ("student", MemorySettings("none", 3, 5, 0), None),
     "base camr (16 ODE steps)": ("base", MemorySettings("camr", 3, 5, 0), 16),
+    "student camr int8": ("student-int8", MemorySettings("camr", 3, 5, 0), None),
 }
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
 
@@ -64,13 +66,15 @@ def main() -> None:
     ap.add_argument("--films", type=int, default=6)
     ap.add_argument("--min-seconds", type=float, default=0.0)
     ap.add_argument("--max-seconds", type=float, default=40.0)
-    ap.add_argument("--rows", default=",".join(ROWS))
+    ap.add_argument("--rows", default=",".join(r for r in ROWS if not r.endswith("int8")))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     films = [f for f in benchmark_films() if film_returns(f) and args.min_seconds <= f.total_frames / f.fps <= args.max_seconds]
     films = sorted(films, key=lambda f: f.total_frames)[: args.films]
-    bundles = {"student": load_default("student"), "base": load_default("base")}
+    loaders = {"student": lambda: load_default("student"), "base": lambda: load_default("base"),
+               "student-int8": lambda: load_default("student").quantize("int8", torch.device("cpu"))}
+    bundles = {name: loaders[name]() for name in {ROWS[row][0] for row in args.rows.split(",")}}
     results: dict[str, list[dict]] = {}
     timing: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,6 +10,11 @@ chunk (σ = 0.5, fixed noise) is scored by its flow-matching error under:
 Chunks are split into "return" chunks (their scene was on screen earlier in the clip, but not in
 the 3 chunks before them: only routing can bring it back) and the rest. If the model uses memory,
 its own past must beat a wrong past; if routing helps on returns, camr must beat window there.
+
+Routing precision: on return chunks, the share of the frames CAMR routes from beyond the recent
+window that show the chunk's own scene (per layer, then averaged), against chance (the share of
+such older frames that show it). Measured with the chunk's queries at σ = 1 (pure noise: where
+routing at the first denoising step sees the chunk), σ = 0.5 and σ = 0 (the clean chunk).
 """
 
 from __future__ import annotations
@@ -35,8 +40,12 @@ from cinecli.world.render import frame_truth
 CHUNK, SIGMA, RECENT = 3, 0.5, 3
 
 
-def chunk_errors(bundle, z: torch.Tensor, ctx: TextContext, cuts: torch.Tensor, memory_z: torch.Tensor, policy: str, noise: torch.Tensor) -> list[float]:
-    """Per-chunk MSE of the velocity for `z`, with the clean past of `memory_z` in memory."""
+def chunk_errors(bundle, z: torch.Tensor, ctx: TextContext, cuts: torch.Tensor, memory_z: torch.Tensor, policy: str, noise: torch.Tensor,
+                 sigma: float = SIGMA, routed: list[list[list[int]]] | None = None) -> list[float]:
+    """Per-chunk MSE of the velocity for `z`, with the clean past of `memory_z` in memory.
+
+    With `routed` given, each chunk appends its per-layer list of routed past frames to it.
+    """
     model = bundle.transformer
     cfg = model.config
     _, _, f, h, w = z.shape
@@ -47,9 +56,12 @@ def chunk_errors(bundle, z: torch.Tensor, ctx: TextContext, cuts: torch.Tensor, 
     for start in range(0, f, CHUNK):
         sl = slice(start, start + CHUNK)
         fp = torch.arange(sl.start, sl.stop)[None]
-        x = (1 - SIGMA) * z[:, :, sl] + SIGMA * noise[:, :, sl]
-        src = ChunkAttention(bank, pol, Routing(), chunk_frames=CHUNK, rows=rows, cols=cols, rope=model.rope, write=False)
-        v = model(x, torch.full((1, CHUNK), SIGMA * 1000), ctx, fp, src, cuts[:, sl])
+        x = (1 - sigma) * z[:, :, sl] + sigma * noise[:, :, sl]
+        routing = Routing()
+        src = ChunkAttention(bank, pol, routing, chunk_frames=CHUNK, rows=rows, cols=cols, rope=model.rope, write=False)
+        v = model(x, torch.full((1, CHUNK), sigma * 1000), ctx, fp, src, cuts[:, sl])
+        if routed is not None:
+            routed.append([routing.frames[layer][0].tolist() for layer in sorted(routing.frames)] if routing.frames else [])
         out.append(F.mse_loss(v, noise[:, :, sl] - z[:, :, sl]).item())
         write = ChunkAttention(bank, pol, Routing(), chunk_frames=CHUNK, rows=rows, cols=cols, rope=model.rope, write=True)
         model(memory_z[:, :, sl], torch.zeros(1, CHUNK), ctx, fp, write, cuts[:, sl], skip_head=True)
@@ -57,11 +69,29 @@ def chunk_errors(bundle, z: torch.Tensor, ctx: TextContext, cuts: torch.Tensor, 
     return out
 
 
+def latent_scenes(clip, frames_per_latent: int) -> list[int]:
+    """The world's scene id of each latent frame of the clip."""
+    n = clip.frames.shape[0] // frames_per_latent
+    return [frame_truth(clip.film, int(clip.film_frames[j * frames_per_latent])).scene_id for j in range(n)]
+
+
 def return_chunks(clip, frames_per_latent: int) -> list[bool]:
     """Chunks whose scene was seen earlier in the clip but not in the RECENT chunks before."""
     n = clip.frames.shape[0] // (frames_per_latent * CHUNK)
     scenes = [frame_truth(clip.film, int(clip.film_frames[c * CHUNK * frames_per_latent])).scene_id for c in range(n)]
     return [scenes[c] in scenes[: max(0, c - RECENT)] and scenes[c] not in scenes[max(0, c - RECENT) : c] for c in range(n)]
+
+
+def routing_precision(routed: list[list[int]], chunk: int, scenes: list[int]) -> tuple[float, float] | None:
+    """(share of routed older frames showing the chunk's scene, chance share) over layers; None if nothing older."""
+    start = chunk * CHUNK
+    older = range(0, max(0, start - RECENT * CHUNK))
+    if not older or not routed:
+        return None
+    scene = scenes[start]
+    chance = float(np.mean([scenes[j] == scene for j in older]))
+    hits = [np.mean([scenes[j] == scene for j in layer if j in older]) for layer in routed if any(j in older for j in layer)]
+    return (float(np.mean(hits)) if hits else 0.0), chance
 
 
 @torch.no_grad()
@@ -76,6 +106,7 @@ def main() -> None:
     ae, stride = bundle.autoencoder, bundle.card.temporal_stride
     clips = list(itertools.islice(training_clips(args.seed, frames=36 * stride, montage=args.montage), args.clips + 1))
     rows = {k: {"return": [], "other": []} for k in ("camr", "window", "none", "camr, wrong memory")}
+    precision: dict[float, list[tuple[float, float]]] = {0.0: [], SIGMA: [], 1.0: []}
     for i, clip in enumerate(clips[:-1]):
         other = clips[i + 1]
         prompts, cuts = latent_conditioning(list(clip.prompts), [bool(c) for c in clip.cuts], stride)
@@ -88,15 +119,29 @@ def main() -> None:
         ctx = encode_prompts(bundle.text_encoder, bundle.transformer, batch.prompts, 0.0, torch.Generator())
         noise = torch.randn(z.shape, generator=torch.Generator().manual_seed(i))
         kinds = return_chunks(clip, stride)
+        scenes = latent_scenes(clip, stride)
         for name, policy, mem in (("camr", "camr", z), ("window", "window", z), ("none", "none", z), ("camr, wrong memory", "camr", z_other)):
-            for err, is_return in zip(chunk_errors(bundle, z, ctx, batch.cuts, mem, policy, noise), kinds):
+            routed: list[list[list[int]]] = []
+            for err, is_return in zip(chunk_errors(bundle, z, ctx, batch.cuts, mem, policy, noise, routed=routed), kinds):
                 rows[name]["return" if is_return else "other"].append(err)
+            if name == "camr":
+                precision[SIGMA] += [p for c, r in enumerate(routed) if kinds[c] and (p := routing_precision(r, c, scenes))]
+        for sigma in (0.0, 1.0):
+            routed = []
+            chunk_errors(bundle, z, ctx, batch.cuts, z, "camr", noise, sigma=sigma, routed=routed)
+            precision[sigma] += [p for c, r in enumerate(routed) if kinds[c] and (p := routing_precision(r, c, scenes))]
     print(f"# base model, {args.clips} world clips of 36 latent frames, σ = {SIGMA}, teacher forcing")
     print("| memory | velocity error, return chunks | velocity error, other chunks |")
     print("|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {np.mean(r['return']):.4f} (n={len(r['return'])}) | {np.mean(r['other']):.4f} (n={len(r['other'])}) |")
-    print(json.dumps({k: {kk: float(np.mean(vv)) for kk, vv in v.items()} for k, v in rows.items()}))
+    print("\n| routing queries at | routed older frames showing the returning scene | chance | return chunks |")
+    print("|---|---|---|---|")
+    for sigma, ps in precision.items():
+        if ps:
+            print(f"| σ = {sigma:g} | {np.mean([p for p, _ in ps]):.3f} | {np.mean([c for _, c in ps]):.3f} | {len(ps)} |")
+    print(json.dumps({k: {kk: float(np.mean(vv)) for kk, vv in v.items()} for k, v in rows.items()}
+                     | {"routing_precision": {str(s): [float(np.mean([p for p, _ in ps])), float(np.mean([c for _, c in ps]))] for s, ps in precision.items() if ps}}))
 
 
 if __name__ == "__main__":

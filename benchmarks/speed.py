@@ -16,7 +16,10 @@ and the model is on the device; the first chunks (compilation, warm-up) are repo
 Variants (one run, one process, same weights, same inputs):
   eager          the render path as it is;
   eager-flash    eager with SDPA forced to the FlashAttention backend (the default lets PyTorch pick);
-  compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`).
+  compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`);
+  *-estimate     re-routed from the first clean estimate instead of held from the first
+                 denoising step (`SamplerConfig.route`; one transformer pass more per chunk).
+With `--compile-decoder` the compiled variants also compile the decoder (`compile_decoder`).
 
 "first chunk ms (warm)" is a new film started after the variant's run in the same process (caches,
 compiled code and cuDNN plans warm): the time from the request of its first chunk to that
@@ -91,6 +94,7 @@ def default_model(device: torch.device, dtype: torch.dtype) -> tuple[WanTransfor
         return ae.decode_chunk(ae.denormalize(latents.float()), state)
 
     decode.init = lambda: ae.init_decode_state(1, device)  # type: ignore[attr-defined]
+    decode.vae = ae  # type: ignore[attr-defined]
     return model, decode
 
 
@@ -129,14 +133,14 @@ def decoder_ms(vae, setting: str, shape: tuple[int, int, int], device: torch.dev
 
 
 @torch.no_grad()
-def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> dict:
+def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype, route: str = "first-step") -> dict:
     """Generate `--chunks` chunks, timing the transformer loop and the decode of each chunk separately."""
     cfg = model.config
     rows, cols = cfg.grid(shape[1], shape[2])
     f = args.chunk_frames
     bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device,
                                storage=args.history, capacity=args.chunks * f))
-    gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps), latent_shape=shape, chunk_frames=f)
+    gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=route), latent_shape=shape, chunk_frames=f)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
     state = decode.init() if decode is not None else None  # type: ignore[attr-defined]
@@ -191,6 +195,7 @@ def main() -> None:
     ap.add_argument("--variants", default="eager,eager-flash,compiled")
     ap.add_argument("--no-decode", action="store_true")
     ap.add_argument("--warmup-chunks", type=int, default=3, help="a short film first, not timed (CUDA context, cuDNN plans)")
+    ap.add_argument("--compile-decoder", action="store_true", help="compiled variants also compile the decoder (`compile_decoder`)")
     ap.add_argument("--decoders", default="", help="also time the Wan decoder alone: default,cudnn-benchmark,channels-last,compiled")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -212,14 +217,17 @@ def main() -> None:
         run_variant(model, decode, argparse.Namespace(**(vars(args) | {"chunks": args.warmup_chunks, "skip": 0})), shape, device, dtype)
     for variant in args.variants.split(","):
         try:
-            if variant == "compiled" and not compiled:
+            if variant.startswith("compiled") and not compiled:
                 t = time.perf_counter()
                 model.compile_blocks()
+                if args.compile_decoder and decode is not None:
+                    decode.vae.compile_decoder()  # type: ignore[attr-defined]
                 compiled = True
                 print(f"# compile_blocks set up in {time.perf_counter() - t:.1f} s (compilation happens in the first chunks)", flush=True)
             backend = "flash" if variant == "eager-flash" else "auto"
             with sdpa_backend(backend):
-                results[variant] = run_variant(model, decode, args, shape, device, dtype)
+                route = "estimate" if variant.endswith("estimate") else "first-step"
+                results[variant] = run_variant(model, decode, args, shape, device, dtype, route)
                 results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype)
             r = results[variant]
             print(json.dumps({k: v for k, v in r.items() if not k.startswith("per_chunk")} | {"variant": variant}), flush=True)

@@ -312,6 +312,12 @@ class VideoAutoencoder(nn.Module):
         del batch, device, dtype
         return DecodeState()
 
+    def compile_decoder(self) -> None:
+        """Compile the decoder in place (torch.compile): its float32 norms and activations at full
+        resolution fuse into the convolutions' neighbours. Streaming calls have one shape per
+        film after the first chunk, so it compiles once or twice."""
+        self.decoder.forward = torch.compile(self.decoder.forward, dynamic=False)  # type: ignore[method-assign]
+
     def decode_raw(self, latents: Tensor, state: DecodeState | None = None) -> tuple[Tensor, DecodeState]:
         """Unclamped decode used by training; ``[B,C,f,h,w] -> ([B,3,4f,H,W], new state)``."""
         state = state or DecodeState()

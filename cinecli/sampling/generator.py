@@ -33,6 +33,7 @@ class SamplerConfig:
     shift: float = 5.0
     mode: Literal["few-step", "ode"] = "few-step"
     guidance: float = 1.0
+    route: Literal["first-step", "estimate"] = "first-step"  # when a content-aware policy routes (see `generate`)
 
     @property
     def schedule(self) -> StepSchedule:
@@ -121,9 +122,37 @@ class ChunkGenerator:
             v = v_u + self.sampler.guidance * (v - v_u)
         return v.float()
 
+    def _route_on_estimate(self, x0: Tensor, cond: tuple[Tensor, Tensor], text: TextContext, frames: int) -> Routing:
+        """Routing computed from the queries of the chunk's first clean estimate (one pass at t = 0).
+
+        At the first denoising step the chunk is pure noise and its queries say nothing about its
+        content: measured on world clips (`benchmarks/memory_use.py`), CAMR then routes frames of
+        a returning scene at chance rate. After one step the clean estimate already shows the
+        shot's scene, so its queries find that scene's earlier frames. The routing is then held
+        for the remaining steps and the clean pass, as before.
+        """
+        fp, cut = cond
+        routing = Routing()
+        t0 = torch.zeros(1, frames, device=self.device)
+        self.calls += 1
+        self.model(x0, t0, text, fp, self._source(routing, frames, write=False), cut, skip_head=True)
+        return routing
+
+    def _routing_chooses(self, frames: int) -> bool:
+        """Whether re-routing from the clean estimate can change the active set of this chunk."""
+        budget = self.policy.budget(frames)
+        return (self.sampler.route == "estimate" and self.policy.needs_queries
+                and budget is not None and self.bank.num_frames > budget)
+
     @torch.no_grad()
     def generate(self, req: ChunkRequest, text: TextContext, uncond: TextContext | None = None) -> ChunkResult:
-        """Denoise one chunk and write it into memory. `text` holds the prompts `req.prompts` index."""
+        """Denoise one chunk and write it into memory. `text` holds the prompts `req.prompts` index.
+
+        Routing (content-aware policies): with `route="estimate"` the first step attends to the
+        active set routed from its noise, and every later step and the clean pass to the set
+        routed from the first clean estimate (one extra pass per chunk); with `"first-step"` the
+        first routing is held throughout.
+        """
         sig = self.sampler.schedule.sigmas().tolist()
         routing = Routing()
         fp = torch.tensor([req.prompts], device=self.device)
@@ -131,17 +160,20 @@ class ChunkGenerator:
         noise = frame_noise(req.noise_seeds, 0, self.latent_shape).to(self.device)
         x = noise.to(self.dtype)
         x0 = x
-        # 1. denoise over the step list (routing is computed at the first step and held)
+        # 1. denoise over the step list (see the docstring for when routing is computed)
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
             v = self._velocity(x, s, req, (fp, cut), text, uncond, routing)
+            estimate = predict_x0(x.float(), v, s)
             if self.sampler.mode == "ode":
                 x = (x.float() + (s_next - s) * v).to(self.dtype)
                 x0 = x
             else:
-                x0 = predict_x0(x.float(), v, s)
+                x0 = estimate
                 if s_next > 0:
                     x = add_noise(x0, frame_noise(req.noise_seeds, i + 1, self.latent_shape).to(self.device), s_next).to(self.dtype)
             x0 = x0.to(self.dtype)
+            if i == 0 and s_next > 0 and self._routing_chooses(req.frames):
+                routing = self._route_on_estimate(estimate.to(self.dtype), (fp, cut), text, req.frames)
         # 2. clean pass at t = 0: the chunk's keys and values enter memory
         t0 = torch.zeros(1, req.frames, device=self.device)
         self.calls += 1
