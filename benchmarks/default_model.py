@@ -41,6 +41,7 @@ ROWS = {
     "student none": ("student", MemorySettings("none", 3, 5, 0), None),
     "base camr (16 ODE steps)": ("base", MemorySettings("camr", 3, 5, 0), 16),
     "student camr int8": ("student-int8", MemorySettings("camr", 3, 5, 0), None),
+    "student camr (1 recent chunk + top-11)": ("student", MemorySettings("camr", 1, 11, 0), None),
 }
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
 
@@ -66,7 +67,7 @@ def main() -> None:
     ap.add_argument("--films", type=int, default=6)
     ap.add_argument("--min-seconds", type=float, default=0.0)
     ap.add_argument("--max-seconds", type=float, default=40.0)
-    ap.add_argument("--rows", default=",".join(r for r in ROWS if not r.endswith("int8")))
+    ap.add_argument("--rows", default=",".join(r for r in ROWS if not r.endswith("int8") and "top-11" not in r))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()

@@ -142,6 +142,7 @@ def render(
     progress: str = typer.Option("auto", "--progress", help="auto (bars on a terminal, JSON lines otherwise), rich, json or quiet."),
     fresh: bool = typer.Option(False, "--fresh", help="Forget the state folder's checkpoints and start over (no resume, no reuse)."),
     checkpoint_every: str = typer.Option("1", "--checkpoint-every", help="Checkpoint every N chunks (3) or seconds (30s); shot ends always checkpoint."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the transformer blocks and the decoder: a slower start (compilation), faster chunks; pays on GPUs and long films."),
 ) -> None:
     """Render a screenplay into an MP4, chunk by chunk, streaming each chunk to disk as it is made.
 
@@ -171,7 +172,7 @@ def render(
     req = RenderRequest(script=script, output=output, state_dir=state_dir, overwrite=overwrite, split_shots=split_shots,
                         device=device, seed=seed, policy=policy, steps=steps, history=history,
                         quantize=quantize, offload_history=offload_history, max_vram=vram_bytes,
-                        fresh=fresh, checkpoint_every=checkpoint_every)
+                        fresh=fresh, checkpoint_every=checkpoint_every, compile=compile_)
     raise typer.Exit(_run_reported(progress, lambda emit: render_script(req, emit)))
 
 

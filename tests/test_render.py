@@ -166,3 +166,17 @@ def test_each_distinct_prompt_is_encoded_once(tmp_path: Path) -> None:
     code = render_script(RenderRequest(script=script, output=tmp_path / "film.mp4"), lambda e: None, bundle=bundle)
     assert code == 0
     assert sorted(encoded) == sorted(["wide shot of the harbour", "close-up on the keeper", "the keeper spins"])
+
+
+@pytest.mark.slow
+def test_compiled_render_is_recorded_and_resumes_only_compiled(tmp_path: Path) -> None:
+    """`--compile` renders the same frame count; the state records it, so an eager resume is refused."""
+    import json as _json
+
+    code, lines, out = _render(tmp_path, "compiled.mp4", "--compile")
+    assert code == 0, lines[-3:]
+    assert lines[-1]["event"] == "finished" and lines[-1]["frames"] == 27
+    manifest = _json.loads((tmp_path / "compiled.state" / "manifest.json").read_text())
+    assert manifest["settings"]["compiled"] is True and manifest["request"]["compile"] is True
+    code, lines, _ = _render(tmp_path, "compiled.mp4", "--overwrite")
+    assert code == 2 and "compiled" in lines[-1]["message"]

@@ -69,6 +69,18 @@ class ModelBundle:
         self.quantization = mode
         return self
 
+    def compile(self) -> "ModelBundle":
+        """torch.compile the transformer's blocks and the decoder in place (`render --compile`).
+
+        The first chunks pay the compilation (seconds on a GPU, tens of seconds on a CPU), every
+        later chunk runs faster: docs/BENCHMARKS.md has the measured ratios.
+        """
+        self.transformer.compile_blocks()
+        compile_decoder = getattr(self.autoencoder, "compile_decoder", None)
+        if compile_decoder is not None:
+            compile_decoder()
+        return self
+
     def to(self, device: torch.device, dtype: torch.dtype) -> "ModelBundle":
         self.transformer.to(device=device, dtype=dtype)
         self.text_encoder.to(device=device)

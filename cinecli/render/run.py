@@ -50,6 +50,7 @@ class RenderRequest:
     max_vram: int | None = None  # bytes: plan memory settings to fit, or refuse before rendering
     fresh: bool = False  # forget any state in the state folder and start over
     checkpoint_every: str = "1"  # chunks ("3") or seconds ("30s") between checkpoints
+    compile: bool = False  # torch.compile the transformer blocks and the decoder (faster chunks, slower start)
 
 
 def default_output(script: Path) -> Path:
@@ -149,7 +150,7 @@ def resume_state(state_dir: Path, emit: Callable[[ev.BaseEvent], None], *, devic
         seed=_opt_int(r.get("seed")), policy=r.get("policy"), steps=_opt_int(r.get("steps")),  # type: ignore[arg-type]
         history=str(r.get("history", "native")), checkpoint_every=checkpoint_every,
         quantize=r.get("quantize"), offload_history=bool(r.get("offload_history")),  # type: ignore[arg-type]
-        max_vram=_opt_int(r.get("max_vram")),
+        max_vram=_opt_int(r.get("max_vram")), compile=bool(r.get("compile")),
     )
     return render_script(req, emit)
 
@@ -198,6 +199,8 @@ def _render_in_state(req: RenderRequest, sp: Screenplay, plan: Plan, output: Pat
         device=req.device, history=placement.history, offload_history=placement.offload_history,
     )
     bundle.to(device, bundle_dtype(req.device))
+    if req.compile:
+        bundle.compile()
     director = Director(sp, plan, bundle, options, steps=req.steps)
     manifest, preface = prepare_state(director, req, fresh=req.fresh)
     checkpointer = Checkpointer(state_dir, manifest, policy)
@@ -288,11 +291,12 @@ def new_manifest(director: "Director", req: RenderRequest) -> "StateManifest":
     settings = frame_settings(
         sp, plan, model=bundle.card.name, weights_id=bundle.weights_id, card_sha256=card_digest(bundle.card),
         steps=sampler.steps, sampler=sampler.mode, history=opts.history, device=str(director.device),
-        dtype=str(director.dtype).removeprefix("torch."),
+        dtype=str(director.dtype).removeprefix("torch."), compiled=req.compile,
     )
     request = {"seed": req.seed, "policy": req.policy, "steps": req.steps, "history": req.history,
                "device": req.device, "split_shots": req.split_shots, "overwrite": req.overwrite,
-               "quantize": req.quantize, "offload_history": req.offload_history, "max_vram": req.max_vram}
+               "quantize": req.quantize, "offload_history": req.offload_history, "max_vram": req.max_vram,
+               "compile": req.compile}
     script = req.script.resolve()
     return StateManifest(
         screenplay=str(script), screenplay_sha256=sp.sha256, output=str(opts.output), request=request,

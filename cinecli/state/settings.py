@@ -25,9 +25,11 @@ def card_digest(card: object) -> str:
 
 
 def frame_settings(sp: Screenplay, plan: Plan, *, model: str, weights_id: str, card_sha256: str, steps: int,
-                   sampler: str, history: str, device: str, dtype: str) -> dict[str, Any]:
+                   sampler: str, history: str, device: str, dtype: str, compiled: bool = False) -> dict[str, Any]:
     """The settings a render's frames depend on, as plain JSON values (order is presentation only).
 
+    `compiled` is in: compiled kernels fuse and reorder float arithmetic, so their frames differ
+    from eager ones in the last bits, and a resumed film must be byte-identical.
     Left out on purpose: the output path, --split-shots and --offload (they change no pixel), and
     the torch version (recorded in the film manifest; refusing on it would strand every state
     folder at each upgrade).
@@ -51,6 +53,7 @@ def frame_settings(sp: Screenplay, plan: Plan, *, model: str, weights_id: str, c
         "history": history,
         "device_type": device.split(":")[0],
         "dtype": dtype,
+        "compiled": compiled,
     }
 
 
