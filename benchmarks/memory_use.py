@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from cinecli.memory.active import ChunkAttention, Routing
 from cinecli.memory.bank import BankSpec, MemoryBank
 from cinecli.memory.policies import make_policy
-from cinecli.model.bundle import load_default
+from cinecli.model.bundle import load_default, load_generator
 from cinecli.model.transformer import TextContext
 from cinecli.train.base import encode_prompts
 from cinecli.train.data import collate, latent_conditioning, video_to_model
@@ -100,9 +101,12 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=16)
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--montage", type=float, default=1.0, help="share of montage clips (these hold the returns)")
+    ap.add_argument("--weights", type=Path, default=None, help="base-model weights to test instead of the shipped ones")
     args = ap.parse_args()
     torch.manual_seed(0)
     bundle = load_default("base")
+    if args.weights is not None:
+        load_generator(bundle.transformer, bundle.text_encoder, args.weights)
     ae, stride = bundle.autoencoder, bundle.card.temporal_stride
     clips = list(itertools.islice(training_clips(args.seed, frames=36 * stride, montage=args.montage), args.clips + 1))
     rows = {k: {"return": [], "other": []} for k in ("camr", "window", "none", "camr, wrong memory")}
