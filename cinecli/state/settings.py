@@ -53,7 +53,8 @@ def frame_settings(sp: Screenplay, plan: Plan, *, model: str, weights_id: str, c
         "history": history,
         "device_type": device.split(":")[0],
         "dtype": dtype,
-        "compiled": compiled,
+        # only when on, so states of eager renders (and of versions before --compile) still match
+        **({"compiled": True} if compiled else {}),
     }
 
 
