@@ -34,7 +34,7 @@ from cinecli.memory.policies import make_policy
 from cinecli.model.bundle import load_default, load_generator
 from cinecli.model.transformer import TextContext
 from cinecli.train.base import encode_prompts
-from cinecli.train.data import collate, latent_conditioning, video_to_model
+from cinecli.train.data import LatentClip, collate, latent_conditioning, video_to_model
 from cinecli.world.dataset import training_clips
 from cinecli.world.render import frame_truth
 
@@ -114,8 +114,6 @@ def main() -> None:
     for i, clip in enumerate(clips[:-1]):
         other = clips[i + 1]
         prompts, cuts = latent_conditioning(list(clip.prompts), [bool(c) for c in clip.cuts], stride)
-        from cinecli.train.data import LatentClip
-
         batch = collate([LatentClip(clip.frames, prompts, cuts)])
         other_batch = collate([LatentClip(other.frames, prompts, cuts)])
         z = ae.normalize(ae.encode(video_to_model(batch.video, torch.device("cpu"))))

@@ -78,7 +78,7 @@ def planned_gb(cfg: TransformerConfig, shape: tuple[int, int, int], args: argpar
 
 
 @torch.no_grad()
-def run_film(model: WanTransformer, policy_name: str, history: str, lengths: list[int], shape: tuple[int, int, int], args: argparse.Namespace, device: torch.device) -> list[dict]:
+def run_film(model: WanTransformer, weights: str, policy_name: str, history: str, lengths: list[int], shape: tuple[int, int, int], args: argparse.Namespace, device: torch.device) -> list[dict]:
     """Generate max(lengths) chunks; a row of peak memory and recent chunk time at each length."""
     cfg = model.config
     rows, cols = cfg.grid(shape[1], shape[2])
@@ -111,7 +111,7 @@ def run_film(model: WanTransformer, policy_name: str, history: str, lengths: lis
                 "active_frames": res.active_frames, "peak_allocated_gb": peaks(device)[0],
                 "peak_reserved_gb": peaks(device)[1], "host_history_gb": bank.nbytes() / GB,
                 "chunk_ms": 1000 * recent,
-                "planned_gb": planned_gb(cfg, shape, args, bank.num_frames, policy.budget(f), "bf16", history),
+                "weights": weights, "planned_gb": planned_gb(cfg, shape, args, bank.num_frames, policy.budget(f), weights, history),
             })
     del gen, bank
     if device.type == "cuda":
@@ -167,10 +167,7 @@ def main() -> None:
                   f"output relative error vs {args.weights.split(',')[0]}: {errors[weights]:.4f}", flush=True)
             for history in args.histories.split(","):
                 for policy in ("camr", "full"):
-                    for r in run_film(model, policy, history, lengths[policy], shape, args, device):
-                        r["weights"] = weights
-                        if weights == "int8":
-                            r["planned_gb"] = planned_gb(cfg, shape, args, r["latent_frames"], make_policy(policy).budget(args.chunk_frames), "int8", history)
+                    for r in run_film(model, weights, policy, history, lengths[policy], shape, args, device):
                         rows.append(r)
                         print(json.dumps(r), flush=True)
             del model

@@ -99,15 +99,17 @@ class ChunkAttention:
         held = self.routing.gathered.get(layer)
         if held is not None:
             return held
-        if self.bank.spec.offload:
+        offload = self.bank.spec.offload
+        host = None
+        if offload:
             host = self.routing.host_frames.get(layer)
             if host is None:
                 host = self.routing.host_frames[layer] = frames.tolist()  # one sync per chunk and layer
-            km, vm = self.bank.gather(layer, frames, host)
-            return apply_rope(km.flatten(1, 2).to(dtype), cos, sin), vm.flatten(1, 2).to(dtype)
-        km, vm = self.bank.gather(layer, frames)
-        self.routing.gathered[layer] = (apply_rope(km.flatten(1, 2).to(dtype), cos, sin), vm.flatten(1, 2).to(dtype))
-        return self.routing.gathered[layer]
+        km, vm = self.bank.gather(layer, frames, host)
+        kv = apply_rope(km.flatten(1, 2).to(dtype), cos, sin), vm.flatten(1, 2).to(dtype)
+        if not offload:
+            self.routing.gathered[layer] = kv
+        return kv
 
     def prepare(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         b, n, h, d = k.shape

@@ -186,8 +186,9 @@ class MemoryBank:
         return store.desc[:, : self.num_frames]
 
     def gather(self, layer: int, frames: Tensor, host_frames: list[list[int]] | None = None) -> tuple[Tensor, Tensor]:
-        """Keys/values of `frames` for one layer; offloaded history copies from `host_frames`."""
-        if self.spec.offload and host_frames is not None:
+        """Keys/values of `frames` for one layer; with `host_frames` (the same frames as host ints,
+        for history in pinned host memory) they are copied as runs straight from storage."""
+        if host_frames is not None:
             return self._layers[layer].gather_runs(host_frames)
         return self._layers[layer].gather(frames)
 

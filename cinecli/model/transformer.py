@@ -87,10 +87,6 @@ class SelfAttention(Projections):
         )
         return out.transpose(1, 2).reshape(b, n, -1)
 
-    def forward(self, x: Tensor, layer: int, source: AttentionSource) -> Tensor:
-        q, k, v = self.project(x)
-        return self.o(self.attend(q, k, v, layer, source))
-
 
 class CrossAttention(Projections):
     """Each latent frame attends to the prompt tokens of its own shot or event only."""
@@ -124,27 +120,28 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_dim), nn.GELU(approximate="tanh"), nn.Linear(cfg.ffn_dim, d))
         self.modulation = nn.Parameter(torch.randn(1, 6, d) / d**0.5)
 
-    def _modulation(self, e: Tensor) -> tuple[Tensor, ...]:
+    def modulation_terms(self, e: Tensor) -> tuple[Tensor, ...]:
+        """shift, scale, gate (attention) and shift, scale, gate (FFN), each [B, F, 1, dim] float32."""
         mod = self.modulation.unsqueeze(0).float() + e.float()  # [B, F, 6, dim]
-        return tuple(m.unsqueeze(2) for m in mod.unbind(2))  # 6 × [B, F, 1, dim]
+        return tuple(m.unsqueeze(2) for m in mod.unbind(2))
 
-    def pre_attention(self, x: Tensor, e: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def pre_attention(self, x: Tensor, mod: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
         """Modulated norm and q/k/v projections of the chunk's tokens.
 
         Split from the attention so it can be compiled on its own: its shapes are the chunk's
         (constant for a whole film), while the attention's depend on the active set.
         """
         b, n, d = x.shape
-        frames = e.shape[1]
-        shift1, scale1, *_ = self._modulation(e)
+        frames = mod[0].shape[1]
+        shift1, scale1 = mod[0], mod[1]
         h = (self.norm1(x).view(b, frames, n // frames, d).float() * (1 + scale1) + shift1).to(x.dtype).view(b, n, d)
         return self.self_attn.project(h)
 
-    def post_attention(self, x: Tensor, attn: Tensor, e: Tensor, text_k: Tensor, text_v: Tensor, frame_prompt: Tensor) -> Tensor:
+    def post_attention(self, x: Tensor, attn: Tensor, mod: tuple[Tensor, ...], text_k: Tensor, text_v: Tensor, frame_prompt: Tensor) -> Tensor:
         """Output projection and gated residual, cross-attention to each frame's prompt, modulated FFN."""
         b, n, d = x.shape
-        frames = e.shape[1]
-        _, _, gate1, shift2, scale2, gate2 = self._modulation(e)
+        frames = mod[0].shape[1]
+        gate1, shift2, scale2, gate2 = mod[2:]
 
         def per_frame(h: Tensor) -> Tensor:
             return h.view(b, frames, n // frames, d)
@@ -160,9 +157,10 @@ class Block(nn.Module):
         text_k: Tensor, text_v: Tensor, frame_prompt: Tensor,
     ) -> Tensor:
         """x [B, F*S, dim]; e [B, F, 6, dim] per-frame modulation from the timestep."""
-        q, k, v = self.pre_attention(x, e)
+        mod = self.modulation_terms(e)
+        q, k, v = self.pre_attention(x, mod)
         attn = self.self_attn.attend(q, k, v, layer, source)  # causal through `source`: memory, routing
-        return self.post_attention(x, attn, e, text_k, text_v, frame_prompt)
+        return self.post_attention(x, attn, mod, text_k, text_v, frame_prompt)
 
 
 class Head(nn.Module):

@@ -165,17 +165,19 @@ class ChunkGenerator:
         # 1. denoise over the step list (see the docstring for when routing is computed)
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
             v = self._velocity(x, s, req, (fp, cut), text, uncond, routing)
-            estimate = predict_x0(x.float(), v, s)
+            reroute = i == 0 and s_next > 0 and self._routing_chooses(req.frames)
             if self.sampler.mode == "ode":
+                if reroute:
+                    routing = self._route_on_estimate(predict_x0(x.float(), v, s).to(self.dtype), (fp, cut), text, req.frames)
                 x = (x.float() + (s_next - s) * v).to(self.dtype)
                 x0 = x
             else:
-                x0 = estimate
+                estimate = predict_x0(x.float(), v, s)
+                x0 = estimate.to(self.dtype)
+                if reroute:
+                    routing = self._route_on_estimate(x0, (fp, cut), text, req.frames)
                 if s_next > 0:
-                    x = add_noise(x0, frame_noise(req.noise_seeds, i + 1, self.latent_shape).to(self.device), s_next).to(self.dtype)
-            x0 = x0.to(self.dtype)
-            if i == 0 and s_next > 0 and self._routing_chooses(req.frames):
-                routing = self._route_on_estimate(estimate.to(self.dtype), (fp, cut), text, req.frames)
+                    x = add_noise(estimate, frame_noise(req.noise_seeds, i + 1, self.latent_shape).to(self.device), s_next).to(self.dtype)
         # 2. clean pass at t = 0: the chunk's keys and values enter memory
         t0 = torch.zeros(1, req.frames, device=self.device)
         self.calls += 1

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from cinecli.model.loading import WeightsError, check_strict, pick_state_dict, read_file
+from cinecli.model.wan.names import rename
 
 INSTALL_HINT = 'pip install "cinecli[wan]"'
 MAX_DISTANCE = 128  # umT5's relative-attention reach (not stored in the weights)
@@ -53,24 +54,23 @@ def clean_prompt(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+# Wan's umT5 checkpoint names → transformers' UMT5EncoderModel names.
+T5_RULES: tuple[tuple[str, str], ...] = (
+    (r"^token_embedding\.weight$", "shared.weight"),
+    (r"^norm\.weight$", "encoder.final_layer_norm.weight"),
+    (r"^blocks\.(\d+)\.norm1\.weight$", r"encoder.block.\1.layer.0.layer_norm.weight"),
+    (r"^blocks\.(\d+)\.attn\.([qkvo])\.weight$", r"encoder.block.\1.layer.0.SelfAttention.\2.weight"),
+    (r"^blocks\.(\d+)\.pos_embedding\.embedding\.weight$", r"encoder.block.\1.layer.0.SelfAttention.relative_attention_bias.weight"),
+    (r"^blocks\.(\d+)\.norm2\.weight$", r"encoder.block.\1.layer.1.layer_norm.weight"),
+    (r"^blocks\.(\d+)\.ffn\.gate\.0\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wi_0.weight"),
+    (r"^blocks\.(\d+)\.ffn\.fc1\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wi_1.weight"),
+    (r"^blocks\.(\d+)\.ffn\.fc2\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wo.weight"),
+)
+
+
 def wan_t5_key(key: str) -> str:
     """A key of Wan's umT5 checkpoint → the transformers UMT5EncoderModel name."""
-    rules = (
-        (r"^token_embedding\.weight$", "shared.weight"),
-        (r"^norm\.weight$", "encoder.final_layer_norm.weight"),
-        (r"^blocks\.(\d+)\.norm1\.weight$", r"encoder.block.\1.layer.0.layer_norm.weight"),
-        (r"^blocks\.(\d+)\.attn\.([qkvo])\.weight$", r"encoder.block.\1.layer.0.SelfAttention.\2.weight"),
-        (r"^blocks\.(\d+)\.pos_embedding\.embedding\.weight$", r"encoder.block.\1.layer.0.SelfAttention.relative_attention_bias.weight"),
-        (r"^blocks\.(\d+)\.norm2\.weight$", r"encoder.block.\1.layer.1.layer_norm.weight"),
-        (r"^blocks\.(\d+)\.ffn\.gate\.0\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wi_0.weight"),
-        (r"^blocks\.(\d+)\.ffn\.fc1\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wi_1.weight"),
-        (r"^blocks\.(\d+)\.ffn\.fc2\.weight$", r"encoder.block.\1.layer.1.DenseReluDense.wo.weight"),
-    )
-    for pattern, repl in rules:
-        new, n = re.subn(pattern, repl, key)
-        if n:
-            return new
-    return key
+    return rename(key, T5_RULES)
 
 
 def umt5_config_from_state(state: dict[str, Tensor], path: Path) -> dict[str, Any]:
