@@ -13,12 +13,17 @@ encoding: that runs in another process in a render). Time starts after the promp
 and the model is on the device; the first chunks (compilation, warm-up) are reported as
 "first chunk ms" and excluded from the FPS, which is the median over chunks from `--skip` on.
 
-Variants (one run, one process, same weights, same inputs):
-  eager          the render path as it is;
-  eager-flash    eager with SDPA forced to the FlashAttention backend (the default lets PyTorch pick);
+Variants (one run, one process, same weights, same inputs), named by dash-separated parts:
+  eager          the transformer as built, decode after the chunk;
   compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`);
-  *-estimate     re-routed from the first clean estimate instead of held from the first
+  -flash, -cudnn SDPA forced to that backend for the transformer (otherwise PyTorch picks);
+  -overlap       the decode as a render on CUDA runs it (`cinecli.render.decode.ChunkDecoder`):
+                 on a side stream during the chunk's clean pass; only request-to-pixels time
+                 per chunk can be measured then, so transformer FPS is not reported;
+  -estimate      re-routed from the first clean estimate instead of held from the first
                  denoising step (`SamplerConfig.route`; one transformer pass more per chunk).
+`--profile VARIANT` runs that variant's last chunk under the PyTorch profiler and prints its
+operators and kernels by device time.
 With `--compile-decoder` the compiled variants also compile the decoder (`compile_decoder`).
 
 "first chunk ms (warm)" is a new film started after the variant's run in the same process (caches,
@@ -98,10 +103,11 @@ def default_model(device: torch.device, dtype: torch.dtype) -> tuple[WanTransfor
     return model, decode
 
 
-def first_chunk_ms(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> float:
+def first_chunk_ms(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
+                   overlap: bool = False, backend: str = "auto") -> float:
     """Request-to-pixels time of the first chunk of a new film, in a warm process."""
     short = argparse.Namespace(**(vars(args) | {"chunks": 1, "skip": 0}))
-    r = run_variant(model, decode, short, shape, device, dtype)
+    r = run_variant(model, decode, short, shape, device, dtype, overlap=overlap, backend=backend)
     return r["first_chunk_ms"]
 
 
@@ -132,9 +138,28 @@ def decoder_ms(vae, setting: str, shape: tuple[int, int, int], device: torch.dev
     return {"setting": setting, "first_ms": 1000 * times[0], "chunk_ms": 1000 * steady[len(steady) // 2], "all_ms": [round(1000 * t, 1) for t in times]}
 
 
+def profile_table(prof, rows: int = 30) -> str:  # type: ignore[no-untyped-def]
+    """The profiled chunk's operators and kernels by their own device time."""
+    for key in ("self_device_time_total", "self_cuda_time_total", "self_cpu_time_total"):
+        try:
+            return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=70)
+        except (AttributeError, KeyError, ValueError):
+            continue
+    return ""
+
+
 @torch.no_grad()
-def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype, route: str = "first-step") -> dict:
-    """Generate `--chunks` chunks, timing the transformer loop and the decode of each chunk separately."""
+def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
+                route: str = "first-step", overlap: bool = False, profile: bool = False, backend: str = "auto") -> dict:
+    """Generate `--chunks` chunks, timing the transformer loop and the decode of each chunk separately.
+
+    With `overlap` the decode runs as in a render on CUDA (`ChunkDecoder`: on a side stream,
+    during the clean pass), so only the whole chunk, request to pixels, can be timed. With
+    `profile` the last chunk runs under the PyTorch profiler and its table is returned. `backend`
+    forces one SDPA backend on the transformer (the decode, when not overlapped, keeps the default).
+    """
+    from cinecli.render.decode import ChunkDecoder
+
     cfg = model.config
     rows, cols = cfg.grid(shape[1], shape[2])
     f = args.chunk_frames
@@ -143,21 +168,40 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=route), latent_shape=shape, chunk_frames=f)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
-    state = decode.init() if decode is not None else None  # type: ignore[attr-defined]
+    decoder = ChunkDecoder(decode, decode.init(), device, overlap=overlap) if decode is not None else None  # type: ignore[attr-defined]
     gen_s, dec_s, frames_out = [], [], []
+    table = ""
     for c in range(args.chunks):
         req = ChunkRequest(c, (0,) * f, (False,) * f, tuple(range(c * f, (c + 1) * f)))
+        prof = None
+        if profile and c == args.chunks - 1:
+            from torch.profiler import ProfilerActivity
+            from torch.profiler import profile as torch_profile
+
+            prof = torch_profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else []))
+            prof.__enter__()
         sync(device)
         t0 = time.perf_counter()
-        res = gen.generate(req, text)
-        sync(device)
-        t1 = time.perf_counter()
         n = f * args.temporal_stride
-        if decode is not None:
-            video, state = decode(res.latents, state)
+        if overlap and decoder is not None:
+            with sdpa_backend(backend):
+                gen.generate(req, text, on_latents=decoder.submit)
+            n = decoder.result().shape[2]
             sync(device)
-            n = video.shape[2]
-        t2 = time.perf_counter()
+            t1 = t2 = time.perf_counter()
+        else:
+            with sdpa_backend(backend):
+                res = gen.generate(req, text)
+            sync(device)
+            t1 = time.perf_counter()
+            if decoder is not None:
+                decoder.submit(res.latents)
+                n = decoder.result().shape[2]
+                sync(device)
+            t2 = time.perf_counter()
+        if prof is not None:
+            prof.__exit__(None, None, None)
+            table = profile_table(prof)
         gen_s.append(t1 - t0)
         dec_s.append(t2 - t1)
         frames_out.append(n)
@@ -168,14 +212,16 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     tail = list(range(max(args.skip, args.chunks - 5), args.chunks))
     head = list(range(args.skip, min(args.skip + 5, args.chunks)))
     return {
-        "chunks": args.chunks, "steps": args.steps, "frames_per_chunk": per_chunk_frames,
+        "chunks": args.chunks, "steps": args.steps, "frames_per_chunk": per_chunk_frames, "overlap": overlap,
         "first_chunk_ms": 1000 * (gen_s[0] + dec_s[0]), "first_chunk_frames": frames_out[0],
         "chunk_ms": 1000 * gen_med, "decode_ms": 1000 * dec_med,
-        "transformer_fps": per_chunk_frames / gen_med,
+        # overlapped: the decode hides inside the chunk, so there is no transformer-only time
+        "transformer_fps": None if overlap else per_chunk_frames / gen_med,
         "end_to_end_fps": per_chunk_frames / (gen_med + dec_med) if decode is not None else None,
         "early_chunk_ms": 1000 * statistics.median(gen_s[i] for i in head),
         "late_chunk_ms": 1000 * statistics.median(gen_s[i] for i in tail),
         "per_chunk_ms": [round(1000 * s, 2) for s in gen_s], "per_chunk_decode_ms": [round(1000 * s, 2) for s in dec_s],
+        "profile": table,
     }
 
 
@@ -197,6 +243,7 @@ def main() -> None:
     ap.add_argument("--warmup-chunks", type=int, default=3, help="a short film first, not timed (CUDA context, cuDNN plans)")
     ap.add_argument("--compile-decoder", action="store_true", help="compiled variants also compile the decoder (`compile_decoder`)")
     ap.add_argument("--decoders", default="", help="also time the Wan decoder alone: default,cudnn-benchmark,channels-last,compiled")
+    ap.add_argument("--profile", default="", help="profile the last chunk of this variant and print its operator table")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -224,26 +271,35 @@ def main() -> None:
                     decode.vae.compile_decoder()  # type: ignore[attr-defined]
                 compiled = True
                 print(f"# compile_blocks set up in {time.perf_counter() - t:.1f} s (compilation happens in the first chunks)", flush=True)
-            backend = "flash" if variant == "eager-flash" else "auto"
-            with sdpa_backend(backend):
-                route = "estimate" if variant.endswith("estimate") else "first-step"
-                results[variant] = run_variant(model, decode, args, shape, device, dtype, route)
-                results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype)
+            parts = variant.split("-")
+            backend = next((b for b in ("flash", "cudnn", "efficient") if b in parts), "auto")
+            route = "estimate" if "estimate" in parts else "first-step"
+            overlap = "overlap" in parts
+            results[variant] = run_variant(model, decode, args, shape, device, dtype, route, overlap, profile=variant == args.profile, backend=backend)
+            results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype, overlap, backend)
             r = results[variant]
-            print(json.dumps({k: v for k, v in r.items() if not k.startswith("per_chunk")} | {"variant": variant}), flush=True)
+            print(json.dumps({k: v for k, v in r.items() if not k.startswith("per_chunk") and k != "profile"} | {"variant": variant}), flush=True)
+            if r["profile"]:
+                print(f"# profile of the last chunk of {variant}\n{r['profile']}", flush=True)
         except Exception as err:  # a variant that fails must not lose the others
             print(f"# variant {variant} failed: {type(err).__name__}: {err}", flush=True)
     name = "default model (student)" if args.model == "default" else f"{args.preset}, random weights"
     print(f"\n# {name}, {args.width}x{args.height}, {args.steps} steps + clean pass, camr, {args.chunks} chunks; {card}; torch {torch.__version__}")
-    print(f"{'variant':12} {'transformer FPS':>15} {'end-to-end FPS':>14} {'chunk ms':>9} {'decode ms':>9} {'first chunk ms':>14} {'warm first ms':>13} {'early ms':>9} {'late ms':>8}")
+    print(f"{'variant':24} {'transformer FPS':>15} {'end-to-end FPS':>14} {'chunk ms':>9} {'decode ms':>9} {'first chunk ms':>14} {'warm first ms':>13} {'early ms':>9} {'late ms':>8}")
     base = results.get("eager")
+
+    def cell(x: float | None) -> str:
+        return f"{x:.1f}" if x is not None else "-"
+
     for v, r in results.items():
-        e2e = f"{r['end_to_end_fps']:.1f}" if r["end_to_end_fps"] is not None else "-"
-        print(f"{v:12} {r['transformer_fps']:15.1f} {e2e:>14} {r['chunk_ms']:9.1f} {r['decode_ms']:9.1f} {r['first_chunk_ms']:14.1f} {r['first_chunk_warm_ms']:13.1f} {r['early_chunk_ms']:9.1f} {r['late_chunk_ms']:8.1f}")
+        print(f"{v:24} {cell(r['transformer_fps']):>15} {cell(r['end_to_end_fps']):>14} {r['chunk_ms']:9.1f} {r['decode_ms']:9.1f} {r['first_chunk_ms']:14.1f} {r['first_chunk_warm_ms']:13.1f} {r['early_chunk_ms']:9.1f} {r['late_chunk_ms']:8.1f}")
     if base:
         for v, r in results.items():
             if v != "eager":
-                print(f"# {v} / eager transformer time: {r['chunk_ms'] / base['chunk_ms']:.3f}")
+                if r["overlap"]:
+                    print(f"# {v} / eager, time per chunk with its decode: {(r['chunk_ms'] + r['decode_ms']) / (base['chunk_ms'] + base['decode_ms']):.3f}")
+                else:
+                    print(f"# {v} / eager transformer time: {r['chunk_ms'] / base['chunk_ms']:.3f}")
     decoders: list[dict] = []
     vae = getattr(decode, "vae", None)
     for setting in [d for d in args.decoders.split(",") if d]:

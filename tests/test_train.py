@@ -64,3 +64,19 @@ def test_base_then_distill_smoke(tmp_path: Path) -> None:
     more = dataclasses.replace(dcfg, steps=3)
     train_distill(more, tmp_path / "distill", card=card, data=_fake_batches(24), log=dlogs.append)
     assert [r["step"] for r in dlogs] == [1, 2, 3]
+
+
+def test_return_weighting_counts_returning_frames_more() -> None:
+    from cinecli.train.data import weighted_mse
+
+    target = torch.zeros(2, 4, 3, 2, 2)
+    pred = torch.zeros_like(target)
+    pred[:, :, 2] = 1.0  # error only on latent frame 2
+    batch = Batch(video=torch.zeros(2, 12, 2, 2, 3, dtype=torch.uint8), prompts=[("a",) * 3] * 2,
+                  cuts=torch.zeros(2, 3, dtype=torch.bool), returns=torch.tensor([[False, False, True]] * 2))
+    assert batch.frame_weights(1.0) is None
+    plain = weighted_mse(pred, target, None)
+    assert torch.isclose(plain, torch.tensor(1 / 3))
+    weighted = weighted_mse(pred, target, batch.frame_weights(5.0))
+    assert torch.isclose(weighted, torch.tensor(5 / 7))  # (0 + 0 + 5·1) / (1 + 1 + 5)
+    assert torch.isclose(weighted_mse(pred, target, torch.ones(2, 3)), plain)

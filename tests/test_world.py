@@ -219,3 +219,15 @@ def test_montage_clips_bring_scenes_back_beyond_the_recent_window() -> None:
         scenes = [frame_truth(clip.film, int(clip.film_frames[c * 12])).scene_id for c in range(12)]
         returns += any(s in scenes[: max(0, c - 3)] and s not in scenes[max(0, c - 3): c] for c, s in enumerate(scenes))
     assert returns >= 12
+
+
+def test_returning_marks_whole_runs_back_from_beyond_the_window() -> None:
+    from cinecli.world.dataset import returning
+
+    scenes = list("AAB") + ["C"] * 9 + list("AAB")
+    marks = returning(scenes, 9)
+    assert marks[12:14] == [True, True]  # A was away for 10 frames: the whole run is a return
+    assert marks[14] is True  # B was last seen 12 frames before, outside the window of 9
+    assert not any(marks[:12])
+    assert not any(returning(scenes, 12))  # with a window of 12 both came back inside it
+    assert returning(list("AABBA"), 9) == [False] * 5  # A came back inside the window: not a return

@@ -24,13 +24,14 @@ history this is exactly the `full` layout.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from cinecli.memory.bank import MemoryBank
 from cinecli.memory.policies import MemoryPolicy
-from cinecli.model.rope import RopeTables, apply_rope, cos_sin
+from cinecli.model.rope import RopeTables, apply_rope, cos_sin, rotate_pair
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Routing:
     """Per-layer choice of past frames for one chunk, filled at its first forward and then held."""
 
     frames: dict[int, Tensor] = field(default_factory=dict)  # layer → [B, n] long
-    gathered: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)  # layer → (k, v) [B, n*S, H, D]
+    gathered: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)  # layer → active-set buffers (k, v) [B, (n+f)*S, H, D]
     rotary: dict[int, tuple[Tensor, Tensor]] = field(default_factory=dict)  # past frames → (cos, sin), held across steps
     host_frames: dict[int, list[list[int]]] = field(default_factory=dict)  # layer → frames, for offloaded history
 
@@ -65,6 +66,7 @@ class ChunkAttention:
         cols: int,
         rope: RopeTables,
         write: bool,
+        rotate: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] = rotate_pair,
     ) -> None:
         self.bank = bank
         self.policy = policy
@@ -73,6 +75,7 @@ class ChunkAttention:
         self.rows, self.cols = rows, cols
         self.rope = rope
         self.write = write
+        self.rotate = rotate  # the chunk's q/k rotation: `rotate_pair`, compiled with the model's blocks
 
     def _rotary(self, past: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         """cos/sin for `past` memory frames followed by the chunk, positions 0..past+f-1."""
@@ -92,13 +95,12 @@ class ChunkAttention:
     def _gather(self, layer: int, frames: Tensor, dtype: torch.dtype, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
         """This layer's routed keys (rotated to their active-set positions) and values [B, n*S, H, D].
 
-        Held on the device for the chunk's remaining steps, rotation included (positions are
-        fixed for the chunk, so rotating the past keys again at every step would redo the same
-        float32 work on the largest tensor of the layer); fetched per use when offloaded.
+        Fetched per use when history is offloaded. Otherwise gathered once per chunk into the head
+        of an active-set buffer [B, (n + f)*S, H, D] that is held for the chunk's remaining steps,
+        rotation included (positions are fixed for the chunk, so rotating the past keys again at
+        every step would redo the same float32 work on the largest tensor of the layer); `prepare`
+        then writes only the chunk's own keys/values into the buffer's tail.
         """
-        held = self.routing.gathered.get(layer)
-        if held is not None:
-            return held
         offload = self.bank.spec.offload
         host = None
         if offload:
@@ -106,10 +108,17 @@ class ChunkAttention:
             if host is None:
                 host = self.routing.host_frames[layer] = frames.tolist()  # one sync per chunk and layer
         km, vm = self.bank.gather(layer, frames, host)
-        kv = apply_rope(km.flatten(1, 2).to(dtype), cos, sin), vm.flatten(1, 2).to(dtype)
-        if not offload:
-            self.routing.gathered[layer] = kv
-        return kv
+        km, vm = km.flatten(1, 2), vm.flatten(1, 2)
+        if offload or torch.is_grad_enabled():
+            return apply_rope(km.to(dtype), cos, sin), vm.to(dtype)
+        b, n, h, d = km.shape
+        tail = self.chunk_frames * self.rows * self.cols
+        kbuf = torch.empty(b, n + tail, h, d, dtype=dtype, device=km.device)
+        vbuf = torch.empty_like(kbuf)
+        kbuf[:, :n] = apply_rope(km.to(dtype), cos, sin)
+        vbuf[:, :n] = vm
+        self.routing.gathered[layer] = kbuf, vbuf
+        return kbuf, vbuf
 
     def prepare(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         b, n, h, d = k.shape
@@ -120,9 +129,16 @@ class ChunkAttention:
         past = frames.shape[1]
         cos, sin = self._rotary(past, torch.float32, q.device)
         split = past * self.rows * self.cols
-        q, k = apply_rope(q, cos[split:], sin[split:]), apply_rope(k, cos[split:], sin[split:])
-        if past:
+        q, k = self.rotate(q, k, cos[split:], sin[split:])
+        if not past:
+            return q, k, v, None
+        held = self.routing.gathered.get(layer)
+        if held is None:
             km, vm = self._gather(layer, frames, k.dtype, cos[:split], sin[:split])
-            k = torch.cat([km, k], dim=1)
-            v = torch.cat([vm, v], dim=1)
-        return q, k, v, None
+            if layer not in self.routing.gathered:  # per use (offloaded, or training with gradients)
+                return q, torch.cat([km, k], dim=1), torch.cat([vm, v], dim=1), None
+            held = km, vm
+        kbuf, vbuf = held
+        kbuf[:, split:] = k  # the chunk's own keys/values into the held buffer's tail: no concatenation
+        vbuf[:, split:] = v
+        return q, kbuf, vbuf, None

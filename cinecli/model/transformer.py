@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cinecli.model.attention import AttentionSource
 from cinecli.model.config import TransformerConfig
-from cinecli.model.rope import RopeTables
+from cinecli.model.rope import RopeTables, rotate_pair
 
 
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
@@ -197,14 +197,17 @@ class WanTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self.rope = RopeTables.build(cfg.rope_dims, cfg.rope_max_positions, cfg.rope_theta)
+        self.rotate_pair = rotate_pair  # how attention sources rotate a chunk's q/k (compiled by `compile_blocks`)
 
     def compile_blocks(self, mode: str | None = None) -> "WanTransformer":
-        """Compile each block's memory-free parts (`pre_attention`, `post_attention`) in place.
+        """Compile each block's memory-free parts (`pre_attention`, `post_attention`) and the
+        rotation of the chunk's queries and keys (`rotate_pair`) in place.
 
         The attention in between stays eager: routing, the gather from the memory bank and the
         active set's size change between chunks, while the compiled parts only ever see the
         chunk's tokens, so one compilation serves every layer, step and chunk of a film.
         """
+        self.rotate_pair = torch.compile(rotate_pair, mode=mode, dynamic=False)
         for block in self.blocks:
             block.pre_attention = torch.compile(block.pre_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
             block.post_attention = torch.compile(block.post_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]

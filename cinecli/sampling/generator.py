@@ -8,7 +8,7 @@ chunk's keys/values enter the memory bank. Earlier chunks are never recomputed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -106,7 +106,7 @@ class ChunkGenerator:
     def _source(self, routing: Routing, frames: int, write: bool) -> ChunkAttention:
         return ChunkAttention(
             self.bank, self.policy, routing, chunk_frames=frames, rows=self.rows, cols=self.cols,
-            rope=self.model.rope, write=write,
+            rope=self.model.rope, write=write, rotate=self.model.rotate_pair,
         )
 
     def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, uncond: TextContext | None, routing: Routing) -> Tensor:
@@ -147,8 +147,12 @@ class ChunkGenerator:
                 and budget is not None and self.bank.num_frames > budget)
 
     @torch.no_grad()
-    def generate(self, req: ChunkRequest, text: TextContext, uncond: TextContext | None = None) -> ChunkResult:
+    def generate(self, req: ChunkRequest, text: TextContext, uncond: TextContext | None = None,
+                 on_latents: Callable[[Tensor], None] | None = None) -> ChunkResult:
         """Denoise one chunk and write it into memory. `text` holds the prompts `req.prompts` index.
+
+        `on_latents` gets the chunk's final latents before the clean pass, so their decode can
+        start while that pass runs (see `cinecli.render.decode`).
 
         Routing (content-aware policies): with `route="estimate"` the first step attends to the
         active set routed from its noise, and every later step and the clean pass to the set
@@ -178,6 +182,8 @@ class ChunkGenerator:
                     routing = self._route_on_estimate(x0, (fp, cut), text, req.frames)
                 if s_next > 0:
                     x = add_noise(estimate, frame_noise(req.noise_seeds, i + 1, self.latent_shape).to(self.device), s_next).to(self.dtype)
+        if on_latents is not None:
+            on_latents(x0)
         # 2. clean pass at t = 0: the chunk's keys and values enter memory
         t0 = torch.zeros(1, req.frames, device=self.device)
         self.calls += 1

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from cinecli.memory.active import ChunkAttention, Routing
@@ -32,7 +31,7 @@ from cinecli.model.card import ModelCard, default_card
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import add_noise, shift_sigma
-from cinecli.train.data import Batch, batches, video_to_model
+from cinecli.train.data import Batch, batches, video_to_model, weighted_mse
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,9 @@ class BaseTrainConfig:
     init: str = ""  # start from these generator weights (safetensors) instead of random
     top_k: int = 5
     recent_chunks: int = 3
+    return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
+    montage: float = 0.5  # share of montage clips (the ones that revisit scenes) in packed batches
+    routed_montage: float = 0.5  # the same for the routed phase
     max_minutes: float = 0.0  # wall-clock budget (0: none); the schedule and the phase switch follow time then
 
 
@@ -116,7 +118,7 @@ def packed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
     src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, model.rope, z.dtype, dev)
     v = model(torch.cat([z, noisy], dim=2), t, ctx, fp, src, cuts)[:, :, f:]
-    return F.mse_loss(v.float(), (noise - z).float())
+    return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight))
 
 
 def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: BaseTrainConfig, gen: torch.Generator) -> Tensor:
@@ -135,7 +137,9 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     cuts = batch.cuts.to(dev)
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, dev)
     noise = torch.randn(z.shape, generator=gen).to(dev)
-    losses = []
+    weights = batch.frame_weights(cfg.return_weight)
+    weights = (weights if weights is not None else torch.ones(b, f)).to(dev)
+    losses, mass = [], []
     for start in range(0, f, cfg.chunk_frames):
         sl = slice(start, min(start + cfg.chunk_frames, f))
         n = sl.stop - sl.start
@@ -145,12 +149,13 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
         noisy = add_noise(z[:, :, sl], noise[:, :, sl], s[:, None, :, None, None])
         src = ChunkAttention(bank, policy, routing, chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=False)
         v = model(noisy, s * 1000, ctx, fp, src, cuts[:, sl])
-        losses.append(F.mse_loss(v.float(), (noise[:, :, sl] - z[:, :, sl]).float()))
+        losses.append(weighted_mse(v, noise[:, :, sl] - z[:, :, sl], weights[:, sl]) * weights[:, sl].sum())
+        mass.append(weights[:, sl].sum())
         with torch.no_grad():
             write = ChunkAttention(bank, policy, Routing(), chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=True)
             model(z[:, :, sl], torch.zeros(b, n, device=dev), _detached(ctx), fp, write, cuts[:, sl], skip_head=True)
             bank.commit()
-    return torch.stack(losses).mean()
+    return torch.stack(losses).sum() / torch.stack(mass).sum()
 
 
 def _detached(ctx: TextContext) -> TextContext:
@@ -255,9 +260,10 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
     model, text, raw_model, raw_text, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step
     gen = torch.Generator().manual_seed(cfg.seed + step)
     total = cfg.steps + cfg.routed_steps
-    packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
+    packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers, montage=cfg.montage)
     routed = None
     batch: Batch | None = None
+    batch_routed = False
     t0 = time.time()
     logf = (out_dir / "log.jsonl").open("a")
     packed_share = cfg.steps / max(1, total)
@@ -267,9 +273,10 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
             break
         is_routed = cfg.routed_steps > 0 and p >= packed_share
         if is_routed and routed is None:
-            routed = data or batches(cfg.seed + 7 + step, batch=cfg.routed_batch, frames=cfg.routed_latent_frames * card.temporal_stride, workers=cfg.num_workers)
-        if batch is None or step % cfg.reuse == 0 or is_routed:
-            batch = next(routed if is_routed else packed)  # type: ignore[arg-type]
+            routed = data or batches(cfg.seed + 7 + step, batch=cfg.routed_batch, frames=cfg.routed_latent_frames * card.temporal_stride,
+                                     workers=cfg.num_workers, montage=cfg.routed_montage)
+        if batch is None or step % cfg.reuse == 0 or is_routed != batch_routed:
+            batch, batch_routed = next(routed if is_routed else packed), is_routed  # type: ignore[arg-type]
             z = to_latents(ae, batch, dev)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, p, cfg.lr, cfg.warmup_steps)

@@ -13,8 +13,12 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+
+RECENT_FRAMES = 9  # latent frames of the recent window at inference (3 chunks of 3): returns are judged against it
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class LatentClip:
     video: np.ndarray  # uint8 [T, H, W, 3]
     prompts: tuple[str, ...]  # per latent frame
     cuts: tuple[bool, ...]  # per latent frame: follows a hard cut
+    returns: tuple[bool, ...] = ()  # per latent frame: a scene back from beyond the recent window (empty: unknown)
 
 
 def latent_conditioning(prompts: list[str], cuts: list[bool], stride: int) -> tuple[tuple[str, ...], tuple[bool, ...]]:
@@ -32,26 +37,28 @@ def latent_conditioning(prompts: list[str], cuts: list[bool], stride: int) -> tu
     return lp, lc
 
 
-def world_clips(seed: int, frames: int, stride: int, width: int, height: int, fps: int) -> Iterator[LatentClip]:
-    from cinecli.world.dataset import training_clips
+def world_clips(seed: int, frames: int, stride: int, width: int, height: int, fps: int, montage: float = 0.5) -> Iterator[LatentClip]:
+    from cinecli.world.dataset import clip_scenes, returning, training_clips
 
-    for clip in training_clips(seed, frames=frames, width=width, height=height, fps=fps):
+    for clip in training_clips(seed, frames=frames, width=width, height=height, fps=fps, montage=montage):
         prompts, cuts = latent_conditioning(list(clip.prompts), [bool(c) for c in clip.cuts], stride)
-        yield LatentClip(np.ascontiguousarray(clip.frames), prompts, cuts)
+        scenes = clip_scenes(clip)[::stride][: len(prompts)]
+        yield LatentClip(np.ascontiguousarray(clip.frames), prompts, cuts, tuple(returning(scenes, RECENT_FRAMES)))
 
 
 class WorldClips(IterableDataset):
     """Endless world clips; each DataLoader worker draws from its own seed."""
 
-    def __init__(self, seed: int, *, frames: int, stride: int = 4, width: int = 192, height: int = 128, fps: int = 12) -> None:
+    def __init__(self, seed: int, *, frames: int, stride: int = 4, width: int = 192, height: int = 128, fps: int = 12, montage: float = 0.5) -> None:
         super().__init__()
         self.seed, self.frames, self.stride = seed, frames, stride
         self.width, self.height, self.fps = width, height, fps
+        self.montage = montage
 
     def __iter__(self) -> Iterator[LatentClip]:
         info = get_worker_info()
         worker = info.id if info is not None else 0
-        yield from world_clips(self.seed * 1000 + worker, self.frames, self.stride, self.width, self.height, self.fps)
+        yield from world_clips(self.seed * 1000 + worker, self.frames, self.stride, self.width, self.height, self.fps, self.montage)
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,13 @@ class Batch:
     video: Tensor  # uint8 [B, T, H, W, 3]
     prompts: list[tuple[str, ...]]  # [B][F]
     cuts: Tensor  # bool [B, F]
+    returns: Tensor | None = None  # bool [B, F]: see `LatentClip.returns`
+
+    def frame_weights(self, return_weight: float) -> Tensor | None:
+        """Loss weight per latent frame [B, F]: `return_weight` on returns, 1 elsewhere (None: all 1)."""
+        if self.returns is None or return_weight == 1.0:
+            return None
+        return 1.0 + (return_weight - 1.0) * self.returns.float()
 
 
 def collate(clips: list[LatentClip]) -> Batch:
@@ -66,11 +80,13 @@ def collate(clips: list[LatentClip]) -> Batch:
         video=torch.from_numpy(np.stack([c.video for c in clips])),
         prompts=[c.prompts for c in clips],
         cuts=torch.tensor([c.cuts for c in clips], dtype=torch.bool),
+        returns=torch.tensor([c.returns for c in clips], dtype=torch.bool) if all(c.returns for c in clips) else None,
     )
 
 
-def batches(seed: int, *, batch: int, frames: int, workers: int, stride: int = 4) -> Iterator[Batch]:
-    ds = WorldClips(seed, frames=frames, stride=stride)
+def batches(seed: int, *, batch: int, frames: int, workers: int, stride: int = 4, montage: float = 0.5) -> Iterator[Batch]:
+    """Endless batches of world clips; a share `montage` of them revisit scenes (see `training_clips`)."""
+    ds = WorldClips(seed, frames=frames, stride=stride, montage=montage)
     loader = DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate, persistent_workers=workers > 0,
                         prefetch_factor=4 if workers > 0 else None)
     yield from loader
@@ -79,3 +95,16 @@ def batches(seed: int, *, batch: int, frames: int, workers: int, stride: int = 4
 def video_to_model(video: Tensor, device: torch.device) -> Tensor:
     """uint8 [B, T, H, W, 3] → float [B, 3, T, H, W] in [-1, 1] on `device`."""
     return video.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
+
+
+def weighted_mse(pred: Tensor, target: Tensor, weights: Tensor | None) -> Tensor:
+    """MSE of [B, C, F, H, W] tensors with a weight per latent frame [B, F] (None: plain MSE).
+
+    Returns are a few percent of all frames and their telling detail a few percent of their
+    pixels; weighting them up is what makes bringing a scene back from memory worth learning.
+    """
+    if weights is None:
+        return F.mse_loss(pred.float(), target.float())
+    per_frame = (pred.float() - target.float()).pow(2).mean(dim=(1, 3, 4))  # [B, F]
+    w = weights.to(per_frame.device)
+    return (per_frame * w).sum() / w.sum()

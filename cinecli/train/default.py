@@ -25,12 +25,14 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "train"
 SHARES = {"autoencoder": 0.27, "base": 0.48, "distill": 0.25}  # of the budget, measured to fit one call
 
 
-def run(out: Path, minutes: float, configs: Path = CONFIGS, autoencoder: Path | None = None, init_base: Path | None = None) -> Path:
+def run(out: Path, minutes: float, configs: Path = CONFIGS, autoencoder: Path | None = None, init_base: Path | None = None,
+        base_config: Path | None = None, distill_config: Path | None = None) -> Path:
     """Train all three stages into `out/` and assemble `out/default/`; returns that folder.
 
     With `autoencoder` given, stage 1 is skipped and its budget goes to the other two stages.
     With `init_base` given, the base model continues from those weights (more training in total
-    than one call allows), and the student is distilled afresh from the result.
+    than one call allows), and the student is distilled afresh from the result. `base_config`
+    and `distill_config` replace `configs/base.yaml` and `configs/distill.yaml`.
     """
     log = lambda rec: print(json.dumps(rec), flush=True)  # noqa: E731 - one-line logger
     timings: dict[str, float] = {}
@@ -43,13 +45,13 @@ def run(out: Path, minutes: float, configs: Path = CONFIGS, autoencoder: Path | 
         minutes = minutes / (1 - SHARES["autoencoder"])
     timings["autoencoder"] = time.time() - t
     t = time.time()
-    base_cfg = dataclasses.replace(load_yaml_config(configs / "base.yaml", BaseTrainConfig), autoencoder=str(ae_path), max_minutes=minutes * SHARES["base"])
+    base_cfg = dataclasses.replace(load_yaml_config(base_config or configs / "base.yaml", BaseTrainConfig), autoencoder=str(ae_path), max_minutes=minutes * SHARES["base"])
     if init_base is not None:
         base_cfg = dataclasses.replace(base_cfg, init=str(init_base))
     base_path = train_base(base_cfg, out / "base", log=log)
     timings["base"] = time.time() - t
     t = time.time()
-    d_cfg = dataclasses.replace(load_yaml_config(configs / "distill.yaml", DistillConfig), autoencoder=str(ae_path), teacher=str(base_path), max_minutes=minutes * SHARES["distill"])
+    d_cfg = dataclasses.replace(load_yaml_config(distill_config or configs / "distill.yaml", DistillConfig), autoencoder=str(ae_path), teacher=str(base_path), max_minutes=minutes * SHARES["distill"])
     student_path = train_distill(d_cfg, out / "distill", log=log)
     timings["distill"] = time.time() - t
     final = out / "default"
@@ -71,8 +73,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget for all three stages")
     ap.add_argument("--autoencoder", type=Path, default=None, help="reuse a trained autoencoder (skip stage 1)")
     ap.add_argument("--init-base", type=Path, default=None, help="continue the base model from these weights")
+    ap.add_argument("--base-config", type=Path, default=None, help="base stage config (default: configs/train/base.yaml)")
+    ap.add_argument("--distill-config", type=Path, default=None, help="distillation config (default: configs/train/distill.yaml)")
     args = ap.parse_args(argv)
-    run(args.out, args.minutes, autoencoder=args.autoencoder, init_base=args.init_base)
+    run(args.out, args.minutes, autoencoder=args.autoencoder, init_base=args.init_base,
+        base_config=args.base_config, distill_config=args.distill_config)
 
 
 if __name__ == "__main__":

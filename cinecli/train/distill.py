@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from cinecli.model.attention import SequenceAttention
@@ -28,7 +27,7 @@ from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import WanTransformer
 from cinecli.sampling.schedule import StepSchedule
 from cinecli.train.base import encode_prompts, prepare_trainee, save_train_state, start_stage, to_latents
-from cinecli.train.data import Batch, batches
+from cinecli.train.data import Batch, batches, weighted_mse
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ class DistillConfig:
     checkpoint_every: int = 250
     autoencoder: str = "runs/ae/autoencoder.safetensors"
     teacher: str = "runs/base/base.safetensors"
+    return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
     max_minutes: float = 0.0  # wall-clock budget (0: none)
 
 
@@ -105,7 +105,7 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, student.rope, z.dtype, dev)
     v = student(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts)[:, :, f:].float()
     x0 = x.float() - sigma[:, None, :, None, None] * v
-    return F.mse_loss(x0, target.float())
+    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight))
 
 
 def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,

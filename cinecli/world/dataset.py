@@ -107,3 +107,24 @@ def training_clips(seed: int, *, frames: int, width: int = 192, height: int = 12
         if film.total_frames < frames:
             continue
         yield clip_of(film, start, frames)
+
+
+def returning(scenes: list[str], recent: int) -> list[bool]:
+    """Per unit (video or latent frame) of a clip: is it part of a run of one scene that was on
+    screen earlier in the clip but not in the `recent` units before the run began?
+
+    Those runs are what only a memory reaching past a window of `recent` can draw right: the
+    returns that content-aware routing exists for.
+    """
+    out: list[bool] = []
+    start = 0
+    for i, scene in enumerate(scenes):
+        if i and scene != scenes[i - 1]:
+            start = i
+        out.append(scene in scenes[: max(0, start - recent)] and scene not in scenes[max(0, start - recent) : start])
+    return out
+
+
+def clip_scenes(clip: Clip) -> list[str]:
+    """The setting each frame of a clip shows."""
+    return [clip.film.shots[int(si)].setting_id for si in clip.shot_index]
