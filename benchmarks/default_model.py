@@ -42,11 +42,13 @@ ROWS = {
     "base camr (16 ODE steps)": ("base", MemorySettings("camr", 3, 5, 0), 16),
     "student camr int8": ("student-int8", MemorySettings("camr", 3, 5, 0), None),
     "student camr (1 recent chunk + top-11)": ("student", MemorySettings("camr", 1, 11, 0), None),
+    "student camr last-step memory": ("student", MemorySettings("camr", 3, 5, 0), None),
 }
+LAST_STEP_ROWS = {"student camr last-step memory"}  # SamplerConfig(memory_pass="last-step"): no clean pass
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
 
 
-def render_eval(bundle, film, memory: MemorySettings, steps: int | None, work: Path) -> tuple[dict, float]:
+def render_eval(bundle, film, memory: MemorySettings, steps: int | None, work: Path, memory_pass: str = "clean") -> tuple[dict, float]:
     script = work / "film.yaml"
     script.write_text(to_screenplay_yaml(film), encoding="utf-8")
     sp, fmt = load_screenplay_resolving(script, film_format)
@@ -55,6 +57,7 @@ def render_eval(bundle, film, memory: MemorySettings, steps: int | None, work: P
     out = work / "film.mp4"
     t = time.perf_counter()
     director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=steps)
+    director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=memory_pass)
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t
@@ -67,7 +70,7 @@ def main() -> None:
     ap.add_argument("--films", type=int, default=6)
     ap.add_argument("--min-seconds", type=float, default=0.0)
     ap.add_argument("--max-seconds", type=float, default=40.0)
-    ap.add_argument("--rows", default=",".join(r for r in ROWS if not r.endswith("int8") and "top-11" not in r))
+    ap.add_argument("--rows", default=",".join(r for r in ROWS if not r.endswith("int8") and "top-11" not in r and r not in LAST_STEP_ROWS))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -86,7 +89,7 @@ def main() -> None:
             for i, film in enumerate(films):
                 work = Path(tmp) / f"{i}"
                 work.mkdir(exist_ok=True)
-                scores, seconds = render_eval(bundles[variant], film, memory, steps, work)
+                scores, seconds = render_eval(bundles[variant], film, memory, steps, work, "last-step" if row in LAST_STEP_ROWS else "clean")
                 results[row].append(scores)
                 timing[row] += seconds
                 print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: scores.get(k) for k in KEYS}}), flush=True)

@@ -243,6 +243,7 @@ def main() -> None:
     ap.add_argument("--warmup-chunks", type=int, default=3, help="a short film first, not timed (CUDA context, cuDNN plans)")
     ap.add_argument("--compile-decoder", action="store_true", help="compiled variants also compile the decoder (`compile_decoder`)")
     ap.add_argument("--decoders", default="", help="also time the Wan decoder alone: default,cudnn-benchmark,channels-last,compiled")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode of the compiled variants (reduce-overhead: CUDA graphs)")
     ap.add_argument("--profile", default="", help="profile the last chunk of this variant and print its operator table")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -266,7 +267,7 @@ def main() -> None:
         try:
             if variant.startswith("compiled") and not compiled:
                 t = time.perf_counter()
-                model.compile_blocks()
+                model.compile_blocks(mode=args.compile_mode)
                 if args.compile_decoder and decode is not None:
                     decode.vae.compile_decoder()  # type: ignore[attr-defined]
                 compiled = True

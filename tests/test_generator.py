@@ -200,3 +200,21 @@ def test_compiled_blocks_generate_the_same_film() -> None:
         outs.append(torch.cat([r.latents for r in res], 2))
     err = (outs[1] - outs[0]).norm() / outs[0].norm()
     assert err < 1e-4, err
+
+
+def test_last_step_memory_skips_the_clean_pass() -> None:
+    """`memory_pass="last-step"`: one forward fewer per chunk, memory still grows by the chunk,
+    and the memory (hence every chunk after the first) differs from the clean pass's."""
+    model = _model()
+    rows, cols = CFG.grid(H, W)
+    outs, calls = {}, {}
+    for memory_pass in ("clean", "last-step"):
+        bank = MemoryBank(BankSpec(CFG.num_layers, 1, rows * cols, CFG.num_heads, CFG.head_dim))
+        gen = ChunkGenerator(model, bank, FullPolicy(), SamplerConfig(steps=3, memory_pass=memory_pass), latent_shape=(CFG.in_channels, H, W), chunk_frames=CHUNK)
+        text = _text(model, 1)
+        res = [gen.generate(ChunkRequest(c, (0,) * CHUNK, (False,) * CHUNK, tuple(range(c * CHUNK, (c + 1) * CHUNK))), text) for c in range(3)]
+        assert bank.num_frames == 3 * CHUNK
+        outs[memory_pass], calls[memory_pass] = [r.latents for r in res], gen.calls
+    assert calls == {"clean": 3 * 4, "last-step": 3 * 3}
+    assert torch.equal(outs["clean"][0], outs["last-step"][0])  # no memory yet
+    assert not torch.allclose(outs["clean"][2], outs["last-step"][2])

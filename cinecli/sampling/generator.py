@@ -34,6 +34,7 @@ class SamplerConfig:
     mode: Literal["few-step", "ode"] = "few-step"
     guidance: float = 1.0
     route: Literal["first-step", "estimate"] = "first-step"  # when a content-aware policy routes (see `generate`)
+    memory_pass: Literal["clean", "last-step"] = "clean"  # where the chunk's keys/values for memory come from (see `generate`)
 
     @property
     def schedule(self) -> StepSchedule:
@@ -109,16 +110,17 @@ class ChunkGenerator:
             rope=self.model.rope, write=write, rotate=self.model.rotate_pair,
         )
 
-    def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, uncond: TextContext | None, routing: Routing) -> Tensor:
+    def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, uncond: TextContext | None, routing: Routing,
+                  write: bool = False) -> Tensor:
         model = self.model
         fp, cut = cond
         t = torch.full((1, req.frames), sigma * 1000.0, device=self.device)
-        src = self._source(routing, req.frames, write=False)
+        src = self._source(routing, req.frames, write=write)
         self.calls += 1
         v = model(x, t, text, fp, src, cut)
         if uncond is not None and self.sampler.guidance != 1.0:
             self.calls += 1
-            v_u = model(x, t, uncond, torch.zeros_like(fp), src, cut)
+            v_u = model(x, t, uncond, torch.zeros_like(fp), self._source(routing, req.frames, write=False), cut)  # memory takes the prompted pass
             v = v_u + self.sampler.guidance * (v - v_u)
         return v.float()
 
@@ -154,6 +156,11 @@ class ChunkGenerator:
         `on_latents` gets the chunk's final latents before the clean pass, so their decode can
         start while that pass runs (see `cinecli.render.decode`).
 
+        Memory: with `memory_pass="clean"` the chunk's keys/values enter memory from a pass over
+        the clean result at t = 0 (what training shows the model as its past); with
+        `"last-step"` they are taken from the last denoising step's own forward, at that step's
+        noise level, and the extra pass is skipped (one forward fewer per chunk).
+
         Routing (content-aware policies): with `route="estimate"` the first step attends to the
         active set routed from its noise, and every later step and the clean pass to the set
         routed from the first clean estimate (one extra pass per chunk); with `"first-step"` the
@@ -167,8 +174,9 @@ class ChunkGenerator:
         x = noise.to(self.dtype)
         x0 = x
         # 1. denoise over the step list (see the docstring for when routing is computed)
+        last_step = self.sampler.memory_pass == "last-step"
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
-            v = self._velocity(x, s, req, (fp, cut), text, uncond, routing)
+            v = self._velocity(x, s, req, (fp, cut), text, uncond, routing, write=last_step and s_next == 0)
             reroute = i == 0 and s_next > 0 and self._routing_chooses(req.frames)
             if self.sampler.mode == "ode":
                 if reroute:
@@ -185,9 +193,10 @@ class ChunkGenerator:
         if on_latents is not None:
             on_latents(x0)
         # 2. clean pass at t = 0: the chunk's keys and values enter memory
-        t0 = torch.zeros(1, req.frames, device=self.device)
-        self.calls += 1
-        self.model(x0, t0, text, fp, self._source(routing, req.frames, write=True), cut, skip_head=True)
+        if not last_step:
+            t0 = torch.zeros(1, req.frames, device=self.device)
+            self.calls += 1
+            self.model(x0, t0, text, fp, self._source(routing, req.frames, write=True), cut, skip_head=True)
         self.bank.commit()
         past = routing.active_frames()
         tokens = (past + req.frames) * self.rows * self.cols
