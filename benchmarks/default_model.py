@@ -6,9 +6,13 @@ Renders benchmark films (those with scene/character returns, shortest first) thr
 render path (director → segments → MP4), reads the MP4 back and scores it with `cinecli.eval`
 against the world's ground truth. Rows:
   - student + camr / window / full / none, at the same active budget for camr and window
-    (14 past latent frames: camr = 3 recent chunks + top-5 routed, window = 5 sink + 3 recent);
-  - base model (multi-step ODE) + camr, for the student-vs-base comparison;
-  - student + camr with int8 weights (`--quantize int8`), for the quality cost of 8 bits.
+    (14 past latent frames: camr = 3 recent chunks + top-5 routed, window = 5 sink + 3 recent),
+    and window without sink frames (the 5 most recent chunks: 15 frames, one more than camr);
+  - base model (multi-step ODE) + camr, for the student-vs-base comparison.
+On request (`--rows`): the base model with window / none (its own memory ablation); the student
+with int8 weights (`--quantize int8`), for the quality cost of 8 bits; camr with the budget split
+differently; memory taken from the last denoising step instead of a clean pass.
+`--weights DIR` tests DIR/student.safetensors and DIR/base.safetensors instead of the shipped ones.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 
 from cinecli.eval.report import evaluate
-from cinecli.model.bundle import load_default
+from cinecli.model.bundle import load_default, load_generator
 from cinecli.model.formats import film_format
 from cinecli.render.director import Director, RenderOptions
 from cinecli.render.segments import read_video
@@ -37,13 +41,18 @@ from cinecli.world.screenplay import to_screenplay_yaml
 ROWS = {
     "student camr": ("student", MemorySettings("camr", 3, 5, 0), None),
     "student window": ("student", MemorySettings("window", 3, 5, 5), None),
+    "student window recent-only": ("student", MemorySettings("window", 5, 5, 0), None),
     "student full": ("student", MemorySettings("full", 3, 5, 0), None),
     "student none": ("student", MemorySettings("none", 3, 5, 0), None),
     "base camr (16 ODE steps)": ("base", MemorySettings("camr", 3, 5, 0), 16),
+    "base window (16 ODE steps)": ("base", MemorySettings("window", 3, 5, 5), 16),
+    "base window recent-only (16 ODE steps)": ("base", MemorySettings("window", 5, 5, 0), 16),
+    "base none (16 ODE steps)": ("base", MemorySettings("none", 3, 5, 0), 16),
     "student camr int8": ("student-int8", MemorySettings("camr", 3, 5, 0), None),
     "student camr (1 recent chunk + top-11)": ("student", MemorySettings("camr", 1, 11, 0), None),
     "student camr last-step memory": ("student", MemorySettings("camr", 3, 5, 0), None),
 }
+DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 LAST_STEP_ROWS = {"student camr last-step memory"}  # SamplerConfig(memory_pass="last-step"): no clean pass
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
 
@@ -70,14 +79,21 @@ def main() -> None:
     ap.add_argument("--films", type=int, default=6)
     ap.add_argument("--min-seconds", type=float, default=0.0)
     ap.add_argument("--max-seconds", type=float, default=40.0)
-    ap.add_argument("--rows", default=",".join(r for r in ROWS if not r.endswith("int8") and "top-11" not in r and r not in LAST_STEP_ROWS))
+    ap.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated rows of: {'; '.join(ROWS)}")
+    ap.add_argument("--weights", type=Path, default=None, help="a folder with student/base.safetensors to test instead of the shipped ones")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     films = [f for f in benchmark_films() if film_returns(f) and args.min_seconds <= f.total_frames / f.fps <= args.max_seconds]
     films = sorted(films, key=lambda f: f.total_frames)[: args.films]
-    loaders = {"student": lambda: load_default("student"), "base": lambda: load_default("base"),
-               "student-int8": lambda: load_default("student").quantize("int8", torch.device("cpu"))}
+    def load(variant: str):  # type: ignore[no-untyped-def]
+        bundle = load_default(variant)
+        if args.weights is not None:
+            load_generator(bundle.transformer, bundle.text_encoder, args.weights / f"{variant}.safetensors")
+        return bundle
+
+    loaders = {"student": lambda: load("student"), "base": lambda: load("base"),
+               "student-int8": lambda: load("student").quantize("int8", torch.device("cpu"))}
     bundles = {name: loaders[name]() for name in {ROWS[row][0] for row in args.rows.split(",")}}
     results: dict[str, list[dict]] = {}
     timing: dict[str, float] = {}

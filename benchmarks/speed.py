@@ -17,9 +17,6 @@ Variants (one run, one process, same weights, same inputs), named by dash-separa
   eager          the transformer as built, decode after the chunk;
   compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`);
   -flash, -cudnn SDPA forced to that backend for the transformer (otherwise PyTorch picks);
-  -overlap       the decode as a render on CUDA runs it (`cinecli.render.decode.ChunkDecoder`):
-                 on a side stream during the chunk's clean pass; only request-to-pixels time
-                 per chunk can be measured then, so transformer FPS is not reported;
   -estimate      re-routed from the first clean estimate instead of held from the first
                  denoising step (`SamplerConfig.route`; one transformer pass more per chunk).
 `--profile VARIANT` runs that variant's last chunk under the PyTorch profiler and prints its
@@ -104,10 +101,10 @@ def default_model(device: torch.device, dtype: torch.dtype) -> tuple[WanTransfor
 
 
 def first_chunk_ms(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
-                   overlap: bool = False, backend: str = "auto") -> float:
+                   backend: str = "auto") -> float:
     """Request-to-pixels time of the first chunk of a new film, in a warm process."""
     short = argparse.Namespace(**(vars(args) | {"chunks": 1, "skip": 0}))
-    r = run_variant(model, decode, short, shape, device, dtype, overlap=overlap, backend=backend)
+    r = run_variant(model, decode, short, shape, device, dtype, backend=backend)
     return r["first_chunk_ms"]
 
 
@@ -150,16 +147,12 @@ def profile_table(prof, rows: int = 30) -> str:  # type: ignore[no-untyped-def]
 
 @torch.no_grad()
 def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
-                route: str = "first-step", overlap: bool = False, profile: bool = False, backend: str = "auto") -> dict:
+                route: str = "first-step", profile: bool = False, backend: str = "auto") -> dict:
     """Generate `--chunks` chunks, timing the transformer loop and the decode of each chunk separately.
 
-    With `overlap` the decode runs as in a render on CUDA (`ChunkDecoder`: on a side stream,
-    during the clean pass), so only the whole chunk, request to pixels, can be timed. With
-    `profile` the last chunk runs under the PyTorch profiler and its table is returned. `backend`
-    forces one SDPA backend on the transformer (the decode, when not overlapped, keeps the default).
+    With `profile` the last chunk runs under the PyTorch profiler and its table is returned.
+    `backend` forces one SDPA backend on the transformer (the decode keeps the default).
     """
-    from cinecli.render.decode import ChunkDecoder
-
     cfg = model.config
     rows, cols = cfg.grid(shape[1], shape[2])
     f = args.chunk_frames
@@ -168,7 +161,7 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=route), latent_shape=shape, chunk_frames=f)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
-    decoder = ChunkDecoder(decode, decode.init(), device, overlap=overlap) if decode is not None else None  # type: ignore[attr-defined]
+    state = decode.init() if decode is not None else None  # type: ignore[attr-defined]
     gen_s, dec_s, frames_out = [], [], []
     table = ""
     for c in range(args.chunks):
@@ -183,22 +176,15 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
         sync(device)
         t0 = time.perf_counter()
         n = f * args.temporal_stride
-        if overlap and decoder is not None:
-            with sdpa_backend(backend):
-                gen.generate(req, text, on_latents=decoder.submit)
-            n = decoder.result().shape[2]
+        with sdpa_backend(backend):
+            res = gen.generate(req, text)
+        sync(device)
+        t1 = time.perf_counter()
+        if decode is not None:
+            video, state = decode(res.latents, state)
             sync(device)
-            t1 = t2 = time.perf_counter()
-        else:
-            with sdpa_backend(backend):
-                res = gen.generate(req, text)
-            sync(device)
-            t1 = time.perf_counter()
-            if decoder is not None:
-                decoder.submit(res.latents)
-                n = decoder.result().shape[2]
-                sync(device)
-            t2 = time.perf_counter()
+            n = video.shape[2]
+        t2 = time.perf_counter()
         if prof is not None:
             prof.__exit__(None, None, None)
             table = profile_table(prof)
@@ -212,11 +198,10 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     tail = list(range(max(args.skip, args.chunks - 5), args.chunks))
     head = list(range(args.skip, min(args.skip + 5, args.chunks)))
     return {
-        "chunks": args.chunks, "steps": args.steps, "frames_per_chunk": per_chunk_frames, "overlap": overlap,
+        "chunks": args.chunks, "steps": args.steps, "frames_per_chunk": per_chunk_frames,
         "first_chunk_ms": 1000 * (gen_s[0] + dec_s[0]), "first_chunk_frames": frames_out[0],
         "chunk_ms": 1000 * gen_med, "decode_ms": 1000 * dec_med,
-        # overlapped: the decode hides inside the chunk, so there is no transformer-only time
-        "transformer_fps": None if overlap else per_chunk_frames / gen_med,
+        "transformer_fps": per_chunk_frames / gen_med,
         "end_to_end_fps": per_chunk_frames / (gen_med + dec_med) if decode is not None else None,
         "early_chunk_ms": 1000 * statistics.median(gen_s[i] for i in head),
         "late_chunk_ms": 1000 * statistics.median(gen_s[i] for i in tail),
@@ -243,7 +228,6 @@ def main() -> None:
     ap.add_argument("--warmup-chunks", type=int, default=3, help="a short film first, not timed (CUDA context, cuDNN plans)")
     ap.add_argument("--compile-decoder", action="store_true", help="compiled variants also compile the decoder (`compile_decoder`)")
     ap.add_argument("--decoders", default="", help="also time the Wan decoder alone: default,cudnn-benchmark,channels-last,compiled")
-    ap.add_argument("--compile-mode", default=None, help="torch.compile mode of the compiled variants (reduce-overhead: CUDA graphs)")
     ap.add_argument("--profile", default="", help="profile the last chunk of this variant and print its operator table")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -267,7 +251,7 @@ def main() -> None:
         try:
             if variant.startswith("compiled") and not compiled:
                 t = time.perf_counter()
-                model.compile_blocks(mode=args.compile_mode)
+                model.compile_blocks()
                 if args.compile_decoder and decode is not None:
                     decode.vae.compile_decoder()  # type: ignore[attr-defined]
                 compiled = True
@@ -275,9 +259,8 @@ def main() -> None:
             parts = variant.split("-")
             backend = next((b for b in ("flash", "cudnn", "efficient") if b in parts), "auto")
             route = "estimate" if "estimate" in parts else "first-step"
-            overlap = "overlap" in parts
-            results[variant] = run_variant(model, decode, args, shape, device, dtype, route, overlap, profile=variant == args.profile, backend=backend)
-            results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype, overlap, backend)
+            results[variant] = run_variant(model, decode, args, shape, device, dtype, route, profile=variant == args.profile, backend=backend)
+            results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype, backend)
             r = results[variant]
             print(json.dumps({k: v for k, v in r.items() if not k.startswith("per_chunk") and k != "profile"} | {"variant": variant}), flush=True)
             if r["profile"]:
@@ -297,10 +280,7 @@ def main() -> None:
     if base:
         for v, r in results.items():
             if v != "eager":
-                if r["overlap"]:
-                    print(f"# {v} / eager, time per chunk with its decode: {(r['chunk_ms'] + r['decode_ms']) / (base['chunk_ms'] + base['decode_ms']):.3f}")
-                else:
-                    print(f"# {v} / eager transformer time: {r['chunk_ms'] / base['chunk_ms']:.3f}")
+                print(f"# {v} / eager transformer time: {r['chunk_ms'] / base['chunk_ms']:.3f}")
     decoders: list[dict] = []
     vae = getattr(decode, "vae", None)
     for setting in [d for d in args.decoders.split(",") if d]:

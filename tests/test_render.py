@@ -181,24 +181,3 @@ def test_compiled_render_is_recorded_and_resumes_only_compiled(tmp_path: Path) -
     code, lines, _ = _render(tmp_path, "compiled.mp4", "--overwrite")
     assert code == 2 and "compiled" in lines[-1]["message"]
 
-
-def test_chunk_decoder_gives_the_direct_decode_in_order() -> None:
-    """Overlapped or not, chunks decode to the same pixels, through the same causal state."""
-    import torch
-
-    from cinecli.render.decode import ChunkDecoder
-
-    def decode(z: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return z * 2 + state, state + z.sum()  # depends on every earlier chunk, like a causal cache
-
-    chunks = [torch.randn(1, 4, 3, 2, 2, generator=torch.Generator().manual_seed(i)) for i in range(3)]
-    state = torch.zeros(())
-    direct = []
-    for z in chunks:
-        video, state = decode(z, state)
-        direct.append(video)
-    dec = ChunkDecoder(decode, torch.zeros(()), torch.device("cpu"), overlap=True)  # no CUDA: decodes at once
-    for z, want in zip(chunks, direct):
-        dec.submit(z)
-        assert torch.equal(dec.result(), want)
-    assert torch.equal(dec.state, state)

@@ -198,7 +198,6 @@ class WanTransformer(nn.Module):
         self.head = Head(cfg)
         self.rope = RopeTables.build(cfg.rope_dims, cfg.rope_max_positions, cfg.rope_theta)
         self.rotate_pair = rotate_pair  # how attention sources rotate a chunk's q/k (compiled by `compile_blocks`)
-        self.graphed = False
 
     def compile_blocks(self, mode: str | None = None) -> "WanTransformer":
         """Compile each block's memory-free parts (`pre_attention`, `post_attention`) and the
@@ -209,7 +208,6 @@ class WanTransformer(nn.Module):
         chunk's tokens, so one compilation serves every layer, step and chunk of a film.
         """
         self.rotate_pair = torch.compile(rotate_pair, mode=mode, dynamic=False)
-        self.graphed = mode == "reduce-overhead"  # CUDA graphs: each forward starts a new graph step
         for block in self.blocks:
             block.pre_attention = torch.compile(block.pre_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
             block.post_attention = torch.compile(block.post_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
@@ -247,8 +245,6 @@ class WanTransformer(nn.Module):
         clean pass that only writes keys and values into memory.
         """
         cfg = self.config
-        if self.graphed:  # outputs of the previous forward's graphs are no longer read
-            torch.compiler.cudagraph_mark_step_begin()
         b, _, frames, height, width = latents.shape
         rows, cols = self.token_grid(latents)
         x = self.patch_embedding(latents.to(self.patch_embedding.weight.dtype))  # [B, dim, F, rows, cols]

@@ -24,7 +24,6 @@ from cinecli.model.autoencoder import DecodeState
 from cinecli.model.bundle import ModelBundle
 from cinecli.model.transformer import TextContext
 from cinecli.render import events as ev
-from cinecli.render.decode import ChunkDecoder
 from cinecli.render.segments import SegmentStore, concat
 from cinecli.render.sheet import ContactSheet
 from cinecli.sampling.generator import ChunkGenerator, ChunkRequest
@@ -41,7 +40,6 @@ class RenderOptions:
     device: str = "cpu"
     history: str = "native"  # "native" or "int8" storage of the KV history
     offload_history: bool = False
-    overlap_decode: bool = True  # on CUDA, decode each chunk on a side stream during its clean pass
 
 
 @dataclass
@@ -189,9 +187,6 @@ class Director:
             latent_shape=bundle.latent_shape(plan.width, plan.height), chunk_frames=plan.chunk_frames,
         )
         self.prompts = PromptCache(bundle, self.device, self.dtype)
-        ae = bundle.autoencoder
-        self.decoder = ChunkDecoder(lambda z, st: ae.decode_chunk(ae.denormalize(z.float()), st), self.session.decode_state,
-                                    self.device, overlap=options.overlap_decode)
         self.segments = SegmentStore(options.state_dir / "segments", plan.fps, plan.width, plan.height)
         self.on_chunk = on_chunk  # checkpoint hook: called after every finished chunk, before its ChunkDone
 
@@ -213,10 +208,10 @@ class Director:
         plan, s = self.plan, self.session
         t0 = time.perf_counter()
         req, prompts = chunk_request(plan, chunk)
-        self.decoder.state = s.decode_state
-        result = self.generator.generate(req, self.prompts.context(prompts), on_latents=self.decoder.submit)
-        video = self.decoder.result()
-        s.decode_state = self.decoder.state
+        result = self.generator.generate(req, self.prompts.context(prompts))
+        ae = self.bundle.autoencoder
+        with torch.no_grad():
+            video, s.decode_state = ae.decode_chunk(ae.denormalize(result.latents.float()), s.decode_state)
         start, end = plan.chunk_frame_range(chunk)
         frames = to_uint8(video)[: end - start]
         kept: list[KeptFrame] = []

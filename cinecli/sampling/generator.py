@@ -8,7 +8,7 @@ chunk's keys/values enter the memory bank. Earlier chunks are never recomputed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor
@@ -149,12 +149,8 @@ class ChunkGenerator:
                 and budget is not None and self.bank.num_frames > budget)
 
     @torch.no_grad()
-    def generate(self, req: ChunkRequest, text: TextContext, uncond: TextContext | None = None,
-                 on_latents: Callable[[Tensor], None] | None = None) -> ChunkResult:
+    def generate(self, req: ChunkRequest, text: TextContext, uncond: TextContext | None = None) -> ChunkResult:
         """Denoise one chunk and write it into memory. `text` holds the prompts `req.prompts` index.
-
-        `on_latents` gets the chunk's final latents before the clean pass, so their decode can
-        start while that pass runs (see `cinecli.render.decode`).
 
         Memory: with `memory_pass="clean"` the chunk's keys/values enter memory from a pass over
         the clean result at t = 0 (what training shows the model as its past); with
@@ -190,8 +186,6 @@ class ChunkGenerator:
                     routing = self._route_on_estimate(x0, (fp, cut), text, req.frames)
                 if s_next > 0:
                     x = add_noise(estimate, frame_noise(req.noise_seeds, i + 1, self.latent_shape).to(self.device), s_next).to(self.dtype)
-        if on_latents is not None:
-            on_latents(x0)
         # 2. clean pass at t = 0: the chunk's keys and values enter memory
         if not last_step:
             t0 = torch.zeros(1, req.frames, device=self.device)
