@@ -31,7 +31,7 @@ from torch import Tensor
 
 from cinecli.memory.bank import MemoryBank
 from cinecli.memory.policies import MemoryPolicy
-from cinecli.model.rope import RopeTables, apply_rope, cos_sin, rotate_pair
+from cinecli.model.rope import RopeTables, apply_rope, cos_sin
 
 
 @dataclass
@@ -66,7 +66,7 @@ class ChunkAttention:
         cols: int,
         rope: RopeTables,
         write: bool,
-        rotate: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] = rotate_pair,
+        rotate: Callable[[Tensor, Tensor, Tensor], Tensor] = apply_rope,
     ) -> None:
         self.bank = bank
         self.policy = policy
@@ -75,7 +75,7 @@ class ChunkAttention:
         self.rows, self.cols = rows, cols
         self.rope = rope
         self.write = write
-        self.rotate = rotate  # the chunk's q/k rotation: `rotate_pair`, compiled with the model's blocks
+        self.rotate = rotate  # `apply_rope`, or its compiled form (`WanTransformer.compile_blocks`)
 
     def _rotary(self, past: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         """cos/sin for `past` memory frames followed by the chunk, positions 0..past+f-1."""
@@ -110,12 +110,12 @@ class ChunkAttention:
         km, vm = self.bank.gather(layer, frames, host)
         km, vm = km.flatten(1, 2), vm.flatten(1, 2)
         if offload or torch.is_grad_enabled():
-            return apply_rope(km.to(dtype), cos, sin), vm.to(dtype)
+            return self.rotate(km.to(dtype), cos, sin), vm.to(dtype)
         b, n, h, d = km.shape
         tail = self.chunk_frames * self.rows * self.cols
         kbuf = torch.empty(b, n + tail, h, d, dtype=dtype, device=km.device)
         vbuf = torch.empty_like(kbuf)
-        kbuf[:, :n] = apply_rope(km.to(dtype), cos, sin)
+        kbuf[:, :n] = self.rotate(km.to(dtype), cos, sin)
         vbuf[:, :n] = vm
         self.routing.gathered[layer] = kbuf, vbuf
         return kbuf, vbuf
@@ -129,7 +129,7 @@ class ChunkAttention:
         past = frames.shape[1]
         cos, sin = self._rotary(past, torch.float32, q.device)
         split = past * self.rows * self.cols
-        q, k = self.rotate(q, k, cos[split:], sin[split:])
+        q, k = self.rotate(q, cos[split:], sin[split:]), self.rotate(k, cos[split:], sin[split:])
         if not past:
             return q, k, v, None
         held = self.routing.gathered.get(layer)

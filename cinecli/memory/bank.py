@@ -117,16 +117,26 @@ class _LayerStore:
         self.desc[:, start : start + f] = k.float().mean(dim=2)
 
     def gather(self, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys/values of the given frames ([B, n] long, on the compute device) → [B, n, S, H, D]."""
+        """Keys/values of the given frames ([B, n] long, on the compute device) → [B, n, S, H, D].
+
+        `index_select` per batch row along the frame axis: a contiguous block copy per frame,
+        several times faster on a GPU than advanced indexing's generic element-wise gather.
+        """
         assert self.k is not None and self.v is not None
         s = self.spec
         idx = frames.to(s.storage_device)
-        rows = torch.arange(s.batch, device=s.storage_device)[:, None]
-        k, v = self.k[rows, idx], self.v[rows, idx]
+
+        def pick(t: Tensor) -> Tensor:
+            out = torch.empty((idx.shape[0], idx.shape[1]) + tuple(t.shape[2:]), dtype=t.dtype, device=t.device)
+            for b in range(idx.shape[0]):
+                torch.index_select(t[b], 0, idx[b], out=out[b])
+            return out
+
+        k, v = pick(self.k), pick(self.v)
         if s.storage == "int8":
             assert self.k_scale is not None and self.v_scale is not None
-            k = dequantize_int8(k.to(s.device, non_blocking=True), self.k_scale[rows, idx].to(s.device, non_blocking=True), s.dtype)
-            v = dequantize_int8(v.to(s.device, non_blocking=True), self.v_scale[rows, idx].to(s.device, non_blocking=True), s.dtype)
+            k = dequantize_int8(k.to(s.device, non_blocking=True), pick(self.k_scale).to(s.device, non_blocking=True), s.dtype)
+            v = dequantize_int8(v.to(s.device, non_blocking=True), pick(self.v_scale).to(s.device, non_blocking=True), s.dtype)
             return k, v
         return k.to(s.device, non_blocking=True), v.to(s.device, non_blocking=True)
 

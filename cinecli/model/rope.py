@@ -66,12 +66,3 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     out = torch.stack([a * c - b * s, a * s + b * c], dim=-1)
     return out.flatten(-2).to(x.dtype)
 
-
-def rotate_pair(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
-    """Queries and keys of one chunk rotated to the same positions.
-
-    One function for both, so that compiled (`WanTransformer.compile_blocks`) the two rotations
-    become one kernel: eager, each is about ten float32 passes over a chunk-sized tensor, per
-    layer and forward.
-    """
-    return apply_rope(q, cos, sin), apply_rope(k, cos, sin)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cinecli.model.attention import AttentionSource
 from cinecli.model.config import TransformerConfig
-from cinecli.model.rope import RopeTables, rotate_pair
+from cinecli.model.rope import RopeTables, apply_rope
 
 
 def sinusoidal_embedding(t: Tensor, dim: int) -> Tensor:
@@ -152,6 +152,15 @@ class Block(nn.Module):
         y = self.ffn(h)
         return x + (per_frame(y).float() * gate2).to(x.dtype).view(b, n, d)
 
+    def write_memory(self, x: Tensor, e: Tensor, layer: int, source: AttentionSource) -> None:
+        """Only this layer's keys/values, handed to `source` (which stages them when it writes).
+
+        For the last block of a pass that only fills memory: nothing reads its output, so its
+        attention, cross-attention and feed-forward are skipped.
+        """
+        q, k, v = self.pre_attention(x, self.modulation_terms(e))
+        source.prepare(layer, q, k, v)
+
     def forward(
         self, x: Tensor, e: Tensor, layer: int, source: AttentionSource,
         text_k: Tensor, text_v: Tensor, frame_prompt: Tensor,
@@ -197,17 +206,19 @@ class WanTransformer(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.head = Head(cfg)
         self.rope = RopeTables.build(cfg.rope_dims, cfg.rope_max_positions, cfg.rope_theta)
-        self.rotate_pair = rotate_pair  # how attention sources rotate a chunk's q/k (compiled by `compile_blocks`)
+        self.rotate = apply_rope  # how attention sources rotate keys and queries (compiled by `compile_blocks`)
 
     def compile_blocks(self, mode: str | None = None) -> "WanTransformer":
         """Compile each block's memory-free parts (`pre_attention`, `post_attention`) and the
-        rotation of the chunk's queries and keys (`rotate_pair`) in place.
+        rotary embedding of queries and keys (`rotate`) in place.
 
         The attention in between stays eager: routing, the gather from the memory bank and the
         active set's size change between chunks, while the compiled parts only ever see the
         chunk's tokens, so one compilation serves every layer, step and chunk of a film.
         """
-        self.rotate_pair = torch.compile(rotate_pair, mode=mode, dynamic=False)
+        # eager, a rotation is about ten float32 passes over its tensor; compiled, one. Its shapes
+        # change while a film's active set fills up, so it may compile for dynamic shapes.
+        self.rotate = torch.compile(apply_rope, mode=mode)
         for block in self.blocks:
             block.pre_attention = torch.compile(block.pre_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
             block.post_attention = torch.compile(block.post_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
@@ -256,10 +267,12 @@ class WanTransformer(nn.Module):
             e = e + self.cut_embedding(flags.long())
         e6 = self.time_projection(e).view(b, frames, 6, cfg.dim)
 
+        last = len(self.blocks) - 1
         for layer, block in enumerate(self.blocks):
+            if skip_head and layer == last:
+                block.write_memory(x, e6, layer, source)
+                return None
             x = block(x, e6, layer, source, text.keys[layer], text.values[layer], frame_prompt)
-        if skip_head:
-            return None
         out = self.head(x, e)  # [B, F*rows*cols, C*ph*pw]
         return self.unpatchify(out, frames, rows, cols)
 

@@ -107,7 +107,7 @@ class ChunkGenerator:
     def _source(self, routing: Routing, frames: int, write: bool) -> ChunkAttention:
         return ChunkAttention(
             self.bank, self.policy, routing, chunk_frames=frames, rows=self.rows, cols=self.cols,
-            rope=self.model.rope, write=write, rotate=self.model.rotate_pair,
+            rope=self.model.rope, write=write, rotate=self.model.rotate,
         )
 
     def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, uncond: TextContext | None, routing: Routing,
