@@ -80,12 +80,17 @@ def main() -> None:
     ap.add_argument("--min-seconds", type=float, default=0.0)
     ap.add_argument("--max-seconds", type=float, default=40.0)
     ap.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated rows of: {'; '.join(ROWS)}")
+    ap.add_argument("--seeds", default="", help="comma-separated benchmark film seeds (instead of the shortest films with returns)")
     ap.add_argument("--weights", type=Path, default=None, help="a folder with student/base.safetensors to test instead of the shipped ones")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     films = [f for f in benchmark_films() if film_returns(f) and args.min_seconds <= f.total_frames / f.fps <= args.max_seconds]
     films = sorted(films, key=lambda f: f.total_frames)[: args.films]
+    if args.seeds:
+        wanted = [int(x) for x in args.seeds.split(",")]
+        films = [f for f in benchmark_films() if f.seed in wanted]
+
     def load(variant: str):  # type: ignore[no-untyped-def]
         bundle = load_default(variant)
         if args.weights is not None:
