@@ -50,6 +50,7 @@ class DistillConfig:
     checkpoint_every: int = 250
     autoencoder: str = "runs/ae/autoencoder.safetensors"
     teacher: str = "runs/base/base.safetensors"
+    init: str = ""  # the student starts from these weights (default: the teacher's), to continue a distillation
     return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
     max_minutes: float = 0.0  # wall-clock budget (0: none)
 
@@ -117,7 +118,7 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     teacher.to(dev).eval().requires_grad_(False)
     t_text.to(dev).eval().requires_grad_(False)
     ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
-    tr = prepare_trainee(acc, card, out_dir, init=cfg.teacher, lr=cfg.lr, weight_decay=0.0, ema=cfg.ema)
+    tr = prepare_trainee(acc, card, out_dir, init=cfg.init or cfg.teacher, lr=cfg.lr, weight_decay=0.0, ema=cfg.ema)
     student, s_text, raw_s, raw_t, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step
     gen = torch.Generator().manual_seed(cfg.seed + step)
     source = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)

@@ -227,7 +227,12 @@ class WanVAE(nn.Module):
         chunk of 12 frames (docs/BENCHMARKS.md): 272 ms eager, 192 ms compiled, 131 ms compiled
         channels-last. Streaming calls take one shape per film after the first chunk, so it
         compiles twice (the first frame decodes without temporal upsampling).
+
+        It also turns on cuDNN autotuning (`torch.backends.cudnn.benchmark`, a process-wide
+        setting): with one shape per film, the one-off search per convolution pays for itself,
+        and by default cuDNN ran some of these convolutions with Ampere (sm80) kernels on Hopper.
         """
+        torch.backends.cudnn.benchmark = True
         for m in self.modules():
             if isinstance(m, nn.Conv3d):
                 m.weight.data = m.weight.data.to(memory_format=torch.channels_last_3d)
