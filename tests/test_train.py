@@ -80,3 +80,12 @@ def test_return_weighting_counts_returning_frames_more() -> None:
     weighted = weighted_mse(pred, target, batch.frame_weights(5.0))
     assert torch.isclose(weighted, torch.tensor(5 / 7))  # (0 + 0 + 5·1) / (1 + 1 + 5)
     assert torch.isclose(weighted_mse(pred, target, torch.ones(2, 3)), plain)
+
+
+def test_first_sightings_weigh_with_returns() -> None:
+    batch = Batch(video=torch.zeros(1, 16, 2, 2, 3, dtype=torch.uint8), prompts=[("a",) * 4],
+                  cuts=torch.zeros(1, 4, dtype=torch.bool), returns=torch.tensor([[False, False, False, True]]),
+                  firsts=torch.tensor([[False, True, False, False]]))
+    assert torch.equal(batch.frame_weights(5.0, 3.0), torch.tensor([[1.0, 3.0, 1.0, 5.0]]))
+    assert torch.equal(batch.frame_weights(1.0, 3.0), torch.tensor([[1.0, 3.0, 1.0, 1.0]]))
+    assert batch.frame_weights(1.0, 1.0) is None

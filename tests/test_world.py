@@ -231,3 +231,10 @@ def test_returning_marks_whole_runs_back_from_beyond_the_window() -> None:
     assert not any(marks[:12])
     assert not any(returning(scenes, 12))  # with a window of 12 both came back inside it
     assert returning(list("AABBA"), 9) == [False] * 5  # A came back inside the window: not a return
+
+
+def test_first_sightings_mark_new_scenes_after_a_cut() -> None:
+    from cinecli.world.dataset import first_sightings
+
+    assert first_sightings(list("AAABBACCA")) == [False, False, False, True, True, False, True, True, False]
+    assert first_sightings(list("AAAA")) == [False] * 4  # the clip's opening scene follows no cut

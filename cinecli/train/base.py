@@ -60,6 +60,7 @@ class BaseTrainConfig:
     top_k: int = 5
     recent_chunks: int = 3
     return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
+    first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
     montage: float = 0.5  # share of montage clips (the ones that revisit scenes) in packed batches
     routed_montage: float = 0.5  # the same for the routed phase
     max_minutes: float = 0.0  # wall-clock budget (0: none); the schedule and the phase switch follow time then
@@ -118,7 +119,7 @@ def packed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
     src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, model.rope, z.dtype, dev)
     v = model(torch.cat([z, noisy], dim=2), t, ctx, fp, src, cuts)[:, :, f:]
-    return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight))
+    return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight, cfg.first_weight))
 
 
 def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: BaseTrainConfig, gen: torch.Generator) -> Tensor:
@@ -137,7 +138,7 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     cuts = batch.cuts.to(dev)
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, dev)
     noise = torch.randn(z.shape, generator=gen).to(dev)
-    weights = batch.frame_weights(cfg.return_weight)
+    weights = batch.frame_weights(cfg.return_weight, cfg.first_weight)
     weights = (weights if weights is not None else torch.ones(b, f)).to(dev)
     losses, mass = [], []
     for start in range(0, f, cfg.chunk_frames):

@@ -27,6 +27,7 @@ class LatentClip:
     prompts: tuple[str, ...]  # per latent frame
     cuts: tuple[bool, ...]  # per latent frame: follows a hard cut
     returns: tuple[bool, ...] = ()  # per latent frame: a scene back from beyond the recent window (empty: unknown)
+    firsts: tuple[bool, ...] = ()  # per latent frame: a scene seen for the first time, after a cut (empty: unknown)
 
 
 def latent_conditioning(prompts: list[str], cuts: list[bool], stride: int) -> tuple[tuple[str, ...], tuple[bool, ...]]:
@@ -38,12 +39,12 @@ def latent_conditioning(prompts: list[str], cuts: list[bool], stride: int) -> tu
 
 
 def world_clips(seed: int, frames: int, stride: int, width: int, height: int, fps: int, montage: float = 0.5) -> Iterator[LatentClip]:
-    from cinecli.world.dataset import clip_scenes, returning, training_clips
+    from cinecli.world.dataset import clip_scenes, first_sightings, returning, training_clips
 
     for clip in training_clips(seed, frames=frames, width=width, height=height, fps=fps, montage=montage):
         prompts, cuts = latent_conditioning(list(clip.prompts), [bool(c) for c in clip.cuts], stride)
         scenes = clip_scenes(clip)[::stride][: len(prompts)]
-        yield LatentClip(np.ascontiguousarray(clip.frames), prompts, cuts, tuple(returning(scenes, RECENT_FRAMES)))
+        yield LatentClip(np.ascontiguousarray(clip.frames), prompts, cuts, tuple(returning(scenes, RECENT_FRAMES)), tuple(first_sightings(scenes)))
 
 
 class WorldClips(IterableDataset):
@@ -67,12 +68,17 @@ class Batch:
     prompts: list[tuple[str, ...]]  # [B][F]
     cuts: Tensor  # bool [B, F]
     returns: Tensor | None = None  # bool [B, F]: see `LatentClip.returns`
+    firsts: Tensor | None = None  # bool [B, F]: see `LatentClip.firsts`
 
-    def frame_weights(self, return_weight: float) -> Tensor | None:
-        """Loss weight per latent frame [B, F]: `return_weight` on returns, 1 elsewhere (None: all 1)."""
-        if self.returns is None or return_weight == 1.0:
-            return None
-        return 1.0 + (return_weight - 1.0) * self.returns.float()
+    def frame_weights(self, return_weight: float, first_weight: float = 1.0) -> Tensor | None:
+        """Loss weight per latent frame [B, F]: `return_weight` on returns, `first_weight` on first
+        sightings of a scene after a cut, 1 elsewhere (None: all 1)."""
+        w = None
+        if self.returns is not None and return_weight != 1.0:
+            w = 1.0 + (return_weight - 1.0) * self.returns.float()
+        if self.firsts is not None and first_weight != 1.0:
+            w = (w if w is not None else torch.ones(self.firsts.shape)) + (first_weight - 1.0) * self.firsts.float()
+        return w
 
 
 def collate(clips: list[LatentClip]) -> Batch:
@@ -81,6 +87,7 @@ def collate(clips: list[LatentClip]) -> Batch:
         prompts=[c.prompts for c in clips],
         cuts=torch.tensor([c.cuts for c in clips], dtype=torch.bool),
         returns=torch.tensor([c.returns for c in clips], dtype=torch.bool) if all(c.returns for c in clips) else None,
+        firsts=torch.tensor([c.firsts for c in clips], dtype=torch.bool) if all(c.firsts for c in clips) else None,
     )
 
 

@@ -52,6 +52,7 @@ class DistillConfig:
     teacher: str = "runs/base/base.safetensors"
     init: str = ""  # the student starts from these weights (default: the teacher's), to continue a distillation
     return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
+    first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
     max_minutes: float = 0.0  # wall-clock budget (0: none)
 
 
@@ -106,7 +107,7 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, student.rope, z.dtype, dev)
     v = student(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts)[:, :, f:].float()
     x0 = x.float() - sigma[:, None, :, None, None] * v
-    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight))
+    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight))
 
 
 def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,

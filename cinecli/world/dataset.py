@@ -125,6 +125,21 @@ def returning(scenes: list[str], recent: int) -> list[bool]:
     return out
 
 
+def first_sightings(scenes: list[str]) -> list[bool]:
+    """Per unit of a clip: is it part of a run of a scene never on screen before, after a cut?
+
+    Those are where memory holds only other scenes: the model must draw the new one from its
+    prompt rather than carry the look of what came before.
+    """
+    out: list[bool] = []
+    start = 0
+    for i, scene in enumerate(scenes):
+        if i and scene != scenes[i - 1]:
+            start = i
+        out.append(start > 0 and scene not in scenes[:start])
+    return out
+
+
 def clip_scenes(clip: Clip) -> list[str]:
     """The setting each frame of a clip shows."""
     return [clip.film.shots[int(si)].setting_id for si in clip.shot_index]
