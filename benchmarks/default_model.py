@@ -24,6 +24,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -38,35 +39,41 @@ from cinecli.screenplay.schema import MemorySettings
 from cinecli.world.benchmark import benchmark_films, film_returns
 from cinecli.world.screenplay import to_screenplay_yaml
 
+class Row(NamedTuple):
+    variant: str  # which loaded model: "student", "base" or "student-int8"
+    memory: MemorySettings
+    steps: int | None = None  # None: the model's own
+    memory_pass: str = "clean"  # SamplerConfig.memory_pass
+
+
 ROWS = {
-    "student camr": ("student", MemorySettings("camr", 3, 5, 0), None),
-    "student window": ("student", MemorySettings("window", 3, 5, 5), None),
-    "student window recent-only": ("student", MemorySettings("window", 5, 5, 0), None),
-    "student full": ("student", MemorySettings("full", 3, 5, 0), None),
-    "student none": ("student", MemorySettings("none", 3, 5, 0), None),
-    "base camr (16 ODE steps)": ("base", MemorySettings("camr", 3, 5, 0), 16),
-    "base window (16 ODE steps)": ("base", MemorySettings("window", 3, 5, 5), 16),
-    "base window recent-only (16 ODE steps)": ("base", MemorySettings("window", 5, 5, 0), 16),
-    "base none (16 ODE steps)": ("base", MemorySettings("none", 3, 5, 0), 16),
-    "student camr int8": ("student-int8", MemorySettings("camr", 3, 5, 0), None),
-    "student camr (1 recent chunk + top-11)": ("student", MemorySettings("camr", 1, 11, 0), None),
-    "student camr last-step memory": ("student", MemorySettings("camr", 3, 5, 0), None),
+    "student camr": Row("student", MemorySettings("camr", 3, 5, 0)),
+    "student window": Row("student", MemorySettings("window", 3, 5, 5)),
+    "student window recent-only": Row("student", MemorySettings("window", 5, 5, 0)),
+    "student full": Row("student", MemorySettings("full", 3, 5, 0)),
+    "student none": Row("student", MemorySettings("none", 3, 5, 0)),
+    "base camr (16 ODE steps)": Row("base", MemorySettings("camr", 3, 5, 0), 16),
+    "base window (16 ODE steps)": Row("base", MemorySettings("window", 3, 5, 5), 16),
+    "base window recent-only (16 ODE steps)": Row("base", MemorySettings("window", 5, 5, 0), 16),
+    "base none (16 ODE steps)": Row("base", MemorySettings("none", 3, 5, 0), 16),
+    "student camr int8": Row("student-int8", MemorySettings("camr", 3, 5, 0)),
+    "student camr (1 recent chunk + top-11)": Row("student", MemorySettings("camr", 1, 11, 0)),
+    "student camr last-step memory": Row("student", MemorySettings("camr", 3, 5, 0), memory_pass="last-step"),
 }
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
-LAST_STEP_ROWS = {"student camr last-step memory"}  # SamplerConfig(memory_pass="last-step"): no clean pass
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
 
 
-def render_eval(bundle, film, memory: MemorySettings, steps: int | None, work: Path, memory_pass: str = "clean") -> tuple[dict, float]:
+def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     script = work / "film.yaml"
     script.write_text(to_screenplay_yaml(film), encoding="utf-8")
     sp, fmt = load_screenplay_resolving(script, film_format)
-    sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=memory))
+    sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=row.memory))
     plan = plan_film(sp, fmt)
     out = work / "film.mp4"
     t = time.perf_counter()
-    director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=steps)
-    director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=memory_pass)
+    director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
+    director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass)
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t
@@ -99,18 +106,17 @@ def main() -> None:
 
     loaders = {"student": lambda: load("student"), "base": lambda: load("base"),
                "student-int8": lambda: load("student").quantize("int8", torch.device("cpu"))}
-    bundles = {name: loaders[name]() for name in {ROWS[row][0] for row in args.rows.split(",")}}
+    bundles = {name: loaders[name]() for name in {ROWS[row].variant for row in args.rows.split(",")}}
     results: dict[str, list[dict]] = {}
     timing: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for row in args.rows.split(","):
-            variant, memory, steps = ROWS[row]
             results[row] = []
             timing[row] = 0.0
             for i, film in enumerate(films):
                 work = Path(tmp) / f"{i}"
                 work.mkdir(exist_ok=True)
-                scores, seconds = render_eval(bundles[variant], film, memory, steps, work, "last-step" if row in LAST_STEP_ROWS else "clean")
+                scores, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
                 results[row].append(scores)
                 timing[row] += seconds
                 print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: scores.get(k) for k in KEYS}}), flush=True)

@@ -41,6 +41,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
+from torch.profiler import ProfilerActivity
+from torch.profiler import profile as torch_profile
 
 from cinecli.memory.bank import BankSpec, MemoryBank
 from cinecli.memory.policies import make_policy
@@ -166,27 +168,22 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     table = ""
     for c in range(args.chunks):
         req = ChunkRequest(c, (0,) * f, (False,) * f, tuple(range(c * f, (c + 1) * f)))
-        prof = None
-        if profile and c == args.chunks - 1:
-            from torch.profiler import ProfilerActivity
-            from torch.profiler import profile as torch_profile
-
-            prof = torch_profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else []))
-            prof.__enter__()
-        sync(device)
-        t0 = time.perf_counter()
-        n = f * args.temporal_stride
-        with sdpa_backend(backend):
-            res = gen.generate(req, text)
-        sync(device)
-        t1 = time.perf_counter()
-        if decode is not None:
-            video, state = decode(res.latents, state)
+        watch = profile and c == args.chunks - 1
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with torch_profile(activities=activities) if watch else contextlib.nullcontext() as prof:
             sync(device)
-            n = video.shape[2]
-        t2 = time.perf_counter()
+            t0 = time.perf_counter()
+            n = f * args.temporal_stride
+            with sdpa_backend(backend):
+                res = gen.generate(req, text)
+            sync(device)
+            t1 = time.perf_counter()
+            if decode is not None:
+                video, state = decode(res.latents, state)
+                sync(device)
+                n = video.shape[2]
+            t2 = time.perf_counter()
         if prof is not None:
-            prof.__exit__(None, None, None)
             table = profile_table(prof)
         gen_s.append(t1 - t0)
         dec_s.append(t2 - t1)

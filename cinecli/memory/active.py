@@ -92,35 +92,37 @@ class ChunkAttention:
             self.routing.frames[layer] = policy.select(bank.num_frames, self.chunk_frames, query, bank.descriptors(layer))
         return self.routing.frames[layer]
 
-    def _gather(self, layer: int, frames: Tensor, dtype: torch.dtype, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    def _past(self, layer: int, frames: Tensor, dtype: torch.dtype, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
         """This layer's routed keys (rotated to their active-set positions) and values [B, n*S, H, D].
 
-        Fetched per use when history is offloaded. Otherwise gathered once per chunk into the head
-        of an active-set buffer [B, (n + f)*S, H, D] that is held for the chunk's remaining steps,
-        rotation included (positions are fixed for the chunk, so rotating the past keys again at
-        every step would redo the same float32 work on the largest tensor of the layer); `prepare`
-        then writes only the chunk's own keys/values into the buffer's tail.
+        With offloaded history the frames are copied as runs straight from pinned storage; their
+        host indices are read once per chunk and layer.
         """
-        offload = self.bank.spec.offload
         host = None
-        if offload:
+        if self.bank.spec.offload:
             host = self.routing.host_frames.get(layer)
             if host is None:
                 host = self.routing.host_frames[layer] = frames.tolist()  # one sync per chunk and layer
         km, vm = self.bank.gather(layer, frames, host)
-        km, vm = km.flatten(1, 2), vm.flatten(1, 2)
-        if offload or torch.is_grad_enabled():
-            return self.rotate(km.to(dtype), cos, sin), vm.to(dtype)
-        b, n, h, d = km.shape
-        tail = self.chunk_frames * self.rows * self.cols
-        kbuf = torch.empty(b, n + tail, h, d, dtype=dtype, device=km.device)
-        vbuf = torch.empty_like(kbuf)
-        kbuf[:, :n] = self.rotate(km.to(dtype), cos, sin)
-        vbuf[:, :n] = vm
-        self.routing.gathered[layer] = kbuf, vbuf
-        return kbuf, vbuf
+        return self.rotate(km.flatten(1, 2).to(dtype), cos, sin), vm.flatten(1, 2).to(dtype)
+
+    def _holds(self) -> bool:
+        """Whether active sets are held for the chunk's later steps.
+
+        Not with offloaded history (the point there is a small VRAM peak: each use fetches and
+        frees), nor under autograd (a held buffer written in place at every step would change
+        tensors saved for the backward pass).
+        """
+        return not self.bank.spec.offload and not torch.is_grad_enabled()
 
     def prepare(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Rotated queries, and the active set's keys/values: routed past frames, then the chunk.
+
+        A held active set is one buffer [B, (n + f)*S, H, D] per layer: the routed past is gathered
+        and rotated into its head once per chunk (positions are fixed for the chunk), and each
+        step writes only the chunk's own keys/values into its tail — no concatenation of the whole
+        set per layer and step.
+        """
         b, n, h, d = k.shape
         if self.write:
             s = self.rows * self.cols
@@ -134,11 +136,12 @@ class ChunkAttention:
             return q, k, v, None
         held = self.routing.gathered.get(layer)
         if held is None:
-            km, vm = self._gather(layer, frames, k.dtype, cos[:split], sin[:split])
-            if layer not in self.routing.gathered:  # per use (offloaded, or training with gradients)
+            km, vm = self._past(layer, frames, k.dtype, cos[:split], sin[:split])
+            if not self._holds():
                 return q, torch.cat([km, k], dim=1), torch.cat([vm, v], dim=1), None
-            held = km, vm
+            held = self.routing.gathered[layer] = torch.cat([km, k], dim=1), torch.cat([vm, v], dim=1)
+            return q, held[0], held[1], None
         kbuf, vbuf = held
-        kbuf[:, split:] = k  # the chunk's own keys/values into the held buffer's tail: no concatenation
+        kbuf[:, split:] = k
         vbuf[:, split:] = v
         return q, kbuf, vbuf, None

@@ -208,7 +208,7 @@ class WanTransformer(nn.Module):
         self.rope = RopeTables.build(cfg.rope_dims, cfg.rope_max_positions, cfg.rope_theta)
         self.rotate = apply_rope  # how attention sources rotate keys and queries (compiled by `compile_blocks`)
 
-    def compile_blocks(self, mode: str | None = None) -> "WanTransformer":
+    def compile_blocks(self) -> "WanTransformer":
         """Compile each block's memory-free parts (`pre_attention`, `post_attention`) and the
         rotary embedding of queries and keys (`rotate`) in place.
 
@@ -218,10 +218,10 @@ class WanTransformer(nn.Module):
         """
         # eager, a rotation is about ten float32 passes over its tensor; compiled, one. Its shapes
         # change while a film's active set fills up, so it may compile for dynamic shapes.
-        self.rotate = torch.compile(apply_rope, mode=mode)
+        self.rotate = torch.compile(apply_rope)
         for block in self.blocks:
-            block.pre_attention = torch.compile(block.pre_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
-            block.post_attention = torch.compile(block.post_attention, mode=mode, dynamic=False)  # type: ignore[method-assign]
+            block.pre_attention = torch.compile(block.pre_attention, dynamic=False)  # type: ignore[method-assign]
+            block.post_attention = torch.compile(block.post_attention, dynamic=False)  # type: ignore[method-assign]
         return self
 
     # -- pieces the generator calls separately -------------------------------------------------

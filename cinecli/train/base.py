@@ -31,7 +31,7 @@ from cinecli.model.card import ModelCard, default_card
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import add_noise, shift_sigma
-from cinecli.train.data import Batch, batches, video_to_model, weighted_mse
+from cinecli.train.data import Batch, batches, frame_mse, video_to_model, weighted_mean, weighted_mse
 
 
 @dataclass(frozen=True)
@@ -138,9 +138,7 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     cuts = batch.cuts.to(dev)
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, dev)
     noise = torch.randn(z.shape, generator=gen).to(dev)
-    weights = batch.frame_weights(cfg.return_weight, cfg.first_weight)
-    weights = (weights if weights is not None else torch.ones(b, f)).to(dev)
-    losses, mass = [], []
+    errors = []  # per chunk: [B, n] per-frame errors
     for start in range(0, f, cfg.chunk_frames):
         sl = slice(start, min(start + cfg.chunk_frames, f))
         n = sl.stop - sl.start
@@ -150,13 +148,12 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
         noisy = add_noise(z[:, :, sl], noise[:, :, sl], s[:, None, :, None, None])
         src = ChunkAttention(bank, policy, routing, chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=False)
         v = model(noisy, s * 1000, ctx, fp, src, cuts[:, sl])
-        losses.append(weighted_mse(v, noise[:, :, sl] - z[:, :, sl], weights[:, sl]) * weights[:, sl].sum())
-        mass.append(weights[:, sl].sum())
+        errors.append(frame_mse(v, noise[:, :, sl] - z[:, :, sl]))
         with torch.no_grad():
             write = ChunkAttention(bank, policy, Routing(), chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=True)
             model(z[:, :, sl], torch.zeros(b, n, device=dev), _detached(ctx), fp, write, cuts[:, sl], skip_head=True)
             bank.commit()
-    return torch.stack(losses).sum() / torch.stack(mass).sum()
+    return weighted_mean(torch.cat(errors, dim=1), batch.frame_weights(cfg.return_weight, cfg.first_weight))
 
 
 def _detached(ctx: TextContext) -> TextContext:

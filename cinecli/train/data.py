@@ -13,7 +13,6 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
@@ -104,14 +103,23 @@ def video_to_model(video: Tensor, device: torch.device) -> Tensor:
     return video.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
 
 
-def weighted_mse(pred: Tensor, target: Tensor, weights: Tensor | None) -> Tensor:
-    """MSE of [B, C, F, H, W] tensors with a weight per latent frame [B, F] (None: plain MSE).
+def frame_mse(pred: Tensor, target: Tensor) -> Tensor:
+    """Squared error of [B, C, F, H, W] tensors, averaged per latent frame → [B, F]."""
+    return (pred.float() - target.float()).pow(2).mean(dim=(1, 3, 4))
+
+
+def weighted_mean(per_frame: Tensor, weights: Tensor | None) -> Tensor:
+    """Mean of per-frame errors [B, F] with a weight per frame (None: plain mean).
 
     Returns are a few percent of all frames and their telling detail a few percent of their
     pixels; weighting them up is what makes bringing a scene back from memory worth learning.
     """
     if weights is None:
-        return F.mse_loss(pred.float(), target.float())
-    per_frame = (pred.float() - target.float()).pow(2).mean(dim=(1, 3, 4))  # [B, F]
+        return per_frame.mean()
     w = weights.to(per_frame.device)
     return (per_frame * w).sum() / w.sum()
+
+
+def weighted_mse(pred: Tensor, target: Tensor, weights: Tensor | None) -> Tensor:
+    """MSE of [B, C, F, H, W] tensors with a weight per latent frame [B, F] (None: plain MSE)."""
+    return weighted_mean(frame_mse(pred, target), weights)

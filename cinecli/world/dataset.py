@@ -109,6 +109,14 @@ def training_clips(seed: int, *, frames: int, width: int = 192, height: int = 12
         yield clip_of(film, start, frames)
 
 
+def run_starts(scenes: list[str]) -> list[int]:
+    """Per unit of a clip: where its run of one scene began."""
+    starts: list[int] = []
+    for i, scene in enumerate(scenes):
+        starts.append(starts[-1] if i and scene == scenes[i - 1] else i)
+    return starts
+
+
 def returning(scenes: list[str], recent: int) -> list[bool]:
     """Per unit (video or latent frame) of a clip: is it part of a run of one scene that was on
     screen earlier in the clip but not in the `recent` units before the run began?
@@ -116,13 +124,8 @@ def returning(scenes: list[str], recent: int) -> list[bool]:
     Those runs are what only a memory reaching past a window of `recent` can draw right: the
     returns that content-aware routing exists for.
     """
-    out: list[bool] = []
-    start = 0
-    for i, scene in enumerate(scenes):
-        if i and scene != scenes[i - 1]:
-            start = i
-        out.append(scene in scenes[: max(0, start - recent)] and scene not in scenes[max(0, start - recent) : start])
-    return out
+    return [scene in scenes[: max(0, start - recent)] and scene not in scenes[max(0, start - recent) : start]
+            for scene, start in zip(scenes, run_starts(scenes))]
 
 
 def first_sightings(scenes: list[str]) -> list[bool]:
@@ -131,13 +134,7 @@ def first_sightings(scenes: list[str]) -> list[bool]:
     Those are where memory holds only other scenes: the model must draw the new one from its
     prompt rather than carry the look of what came before.
     """
-    out: list[bool] = []
-    start = 0
-    for i, scene in enumerate(scenes):
-        if i and scene != scenes[i - 1]:
-            start = i
-        out.append(start > 0 and scene not in scenes[:start])
-    return out
+    return [start > 0 and scene not in scenes[:start] for scene, start in zip(scenes, run_starts(scenes))]
 
 
 def clip_scenes(clip: Clip) -> list[str]:
