@@ -60,8 +60,8 @@ def test_base_then_distill_smoke(tmp_path: Path) -> None:
     student = train_distill(dcfg, tmp_path / "distill", card=card, data=_fake_batches(24), log=dlogs.append)
     assert len(dlogs) == 2 and dlogs[0]["step"] == 1 and all(torch.isfinite(torch.tensor(r["loss"])) for r in dlogs)
     load_generator(model, text, student)
-    # a longer run in the same folder continues from step 2, not from the start
-    more = dataclasses.replace(dcfg, steps=3)
+    # a longer run in the same folder continues from step 2, not from the start (on its own rollouts)
+    more = dataclasses.replace(dcfg, steps=3, rollout=1.0)
     train_distill(more, tmp_path / "distill", card=card, data=_fake_batches(24), log=dlogs.append)
     assert [r["step"] for r in dlogs] == [1, 2, 3]
 
@@ -89,3 +89,40 @@ def test_first_sightings_weigh_with_returns() -> None:
     assert torch.equal(batch.frame_weights(5.0, 3.0), torch.tensor([[1.0, 3.0, 1.0, 5.0]]))
     assert torch.equal(batch.frame_weights(1.0, 3.0), torch.tensor([[1.0, 3.0, 1.0, 1.0]]))
     assert batch.frame_weights(1.0, 1.0) is None
+
+
+def test_student_rollout_is_the_film_generation_renders() -> None:
+    """The training rollout (one pass over the clean past per step) gives the very film that
+    chunk-by-chunk generation through the memory bank gives, so the student trains on what it
+    will really see as its past."""
+    from cinecli.memory.bank import BankSpec, MemoryBank
+    from cinecli.memory.policies import FullPolicy
+    from cinecli.model.config import preset
+    from cinecli.model.transformer import WanTransformer
+    from cinecli.sampling.generator import ChunkGenerator, ChunkRequest, SamplerConfig, frame_noise
+    from cinecli.train.distill import student_rollout
+
+    cfg = preset("tiny", dim=64, num_layers=2, num_heads=2, ffn_dim=128, text_dim=32, freq_dim=32, text_len=6, in_channels=4, out_channels=4)
+    torch.manual_seed(1)
+    model = WanTransformer(cfg).eval()
+    h, w, chunk, chunks = 4, 6, 3, 3
+    text = model.encode_text(torch.randn(1, 2, cfg.text_len, cfg.text_dim, generator=torch.Generator().manual_seed(2)))
+    prompts = [0] * 4 + [1] * 5
+    cuts = [i in (0, 4) for i in range(chunk * chunks)]
+    seeds = [list(range(c * chunk, (c + 1) * chunk)) for c in range(chunks)]
+    rows, cols = cfg.grid(h, w)
+    bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim))
+    gen = ChunkGenerator(model, bank, FullPolicy(), SamplerConfig(steps=3), latent_shape=(cfg.in_channels, h, w), chunk_frames=chunk)
+    rendered = torch.cat([
+        gen.generate(ChunkRequest(c, tuple(prompts[c * chunk:(c + 1) * chunk]), tuple(cuts[c * chunk:(c + 1) * chunk]), tuple(seeds[c])), text).latents
+        for c in range(chunks)], dim=2)
+    levels = StepSchedule(3, 5.0).sigmas().tolist()
+    film = student_rollout(model, text, torch.tensor([prompts]), torch.tensor([cuts]), tuple(rendered.shape), chunk, levels,
+                           lambda k, step: frame_noise(seeds[k], step, (cfg.in_channels, h, w)))
+    assert film.shape == (1, cfg.in_channels, chunk * chunks, h, w)
+    torch.testing.assert_close(film, rendered, atol=1e-4, rtol=1e-4)
+    # later prompts never reach earlier chunks
+    other = student_rollout(model, text, torch.tensor([[0] * 9]), torch.tensor([cuts]), tuple(rendered.shape), chunk, levels,
+                            lambda k, step: frame_noise(seeds[k], step, (cfg.in_channels, h, w)))
+    torch.testing.assert_close(other[:, :, :3], film[:, :, :3])
+    assert not torch.allclose(other[:, :, 6:], film[:, :, 6:])

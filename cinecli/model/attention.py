@@ -80,5 +80,16 @@ class SequenceAttention:
             rows=rows, cols=cols, rope=rope, dtype=dtype,
         )
 
+    @staticmethod
+    def next_chunk(past: int, frames: int, chunk_frames: int, rows: int, cols: int, rope: RopeTables, dtype: torch.dtype, device: torch.device) -> "SequenceAttention":
+        """`past` clean frames followed by one noisy chunk: a step of generation in one pass,
+        for rolling out a model's own film during training without a memory bank."""
+        pos = torch.arange(past + frames, device=device)
+        return SequenceAttention(
+            frame_positions=pos, chunk_of_frame=pos // chunk_frames,
+            noisy=torch.cat([torch.zeros(past, dtype=torch.bool), torch.ones(frames, dtype=torch.bool)]).to(device),
+            rows=rows, cols=cols, rope=rope, dtype=dtype,
+        )
+
     def prepare(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         return apply_rope(q, self.cos, self.sin), apply_rope(k, self.cos, self.sin), v, self.mask

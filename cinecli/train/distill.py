@@ -5,6 +5,11 @@ probability-flow ODE (Euler, classifier-free guidance) for every chunk of a pack
 chunk conditioned on the clean past exactly as in generation; the student learns to jump from
 the trajectory's state at each of its own four noise levels straight to the teacher's end point.
 
+With `rollout` > 0, that share of steps takes the clean past from the student's own film of the
+clip (rolled out chunk by chunk with its four steps) instead of from the data, and the teacher's
+trajectories are conditioned on that film: at inference the student's past is its own output,
+errors included, and regression on the data's past alone never shows it that (exposure bias).
+
     cinecli train distill configs/train/distill.yaml runs/distill
 """
 
@@ -14,7 +19,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -24,8 +29,8 @@ from cinecli.model.autoencoder import VideoAutoencoder, load_autoencoder
 from cinecli.model.bundle import build_modules, load_generator, save_generator
 from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
-from cinecli.model.transformer import WanTransformer
-from cinecli.sampling.schedule import StepSchedule
+from cinecli.model.transformer import TextContext, WanTransformer
+from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
 from cinecli.train.base import encode_prompts, prepare_trainee, save_train_state, start_stage, to_latents
 from cinecli.train.data import Batch, batches, weighted_mse
 
@@ -53,6 +58,7 @@ class DistillConfig:
     init: str = ""  # the student starts from these weights (default: the teacher's), to continue a distillation
     return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
     first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
+    rollout: float = 0.0  # share of steps whose clean past is the student's own rollout (see the module docstring)
     max_minutes: float = 0.0  # wall-clock budget (0: none)
 
 
@@ -88,6 +94,33 @@ def teacher_trajectory(teacher: WanTransformer, text: WordTextEncoder, z: Tensor
     return states, x
 
 
+@torch.no_grad()
+def student_rollout(student: WanTransformer, ctx: TextContext, fp: Tensor, cuts: Tensor, shape: tuple[int, ...], chunk_frames: int,
+                    levels: list[float], noise: Callable[[int, int], Tensor]) -> Tensor:
+    """The student's own film [B, C, F, H, W] of a clip, sampled as generation samples it.
+
+    Chunk by chunk, each chunk attends to the clean chunks before it (here one pass over the
+    past instead of the memory bank; `full` memory at generation gives the same film). Each of
+    the few steps predicts the clean chunk and re-noises it with `noise(chunk, step)` to the
+    next level. `fp`/`cuts` [B, F]: per-frame prompt index and cut flag.
+    """
+    b, c, f, h, w = shape
+    rows, cols = student.config.grid(h, w)
+    film = torch.zeros(shape, device=fp.device)
+    for k, c0 in enumerate(range(0, f, chunk_frames)):
+        c1 = min(c0 + chunk_frames, f)
+        src = SequenceAttention.next_chunk(c0, c1 - c0, chunk_frames, rows, cols, student.rope, film.dtype, film.device)
+        x = noise(k, 0).to(film)
+        for i, (s, s_next) in enumerate(zip(levels[:-1], levels[1:])):
+            t = torch.cat([torch.zeros(b, c0, device=film.device), torch.full((b, c1 - c0), s * 1000, device=film.device)], dim=1)
+            seq = torch.cat([film[:, :, :c0], x], dim=2)
+            v = student(seq, t, ctx, fp[:, :c1], src, cuts[:, :c1])[:, :, c0:].float()
+            x0 = predict_x0(x, v, s)
+            x = add_noise(x0, noise(k, i + 1).to(film), s_next) if s_next > 0 else x0
+        film[:, :, c0:c1] = x
+    return film
+
+
 def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, states: list[Tensor], target: Tensor, gen: torch.Generator) -> Tensor:
     """Each chunk starts from the trajectory at a random student level and must land on the end point."""
     b, _, f, h, w = z.shape
@@ -108,6 +141,21 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     v = student(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts)[:, :, f:].float()
     x0 = x.float() - sigma[:, None, :, None, None] * v
     return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight))
+
+
+def own_film(student: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:
+    """The student's rollout of the batch's prompts and cuts, in the data latents' place."""
+    b, c, f, h, w = z.shape
+    ctx = encode_prompts(text, student, batch.prompts, 0.0, gen)
+    fp = torch.arange(f, device=z.device).expand(b, -1)
+    levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas().tolist()
+    chunk = (b, c, cfg.chunk_frames, h, w)
+
+    def draw(k: int, step: int) -> Tensor:
+        width = min(cfg.chunk_frames, f - k * cfg.chunk_frames)
+        return torch.randn(chunk, generator=gen)[:, :, :width]
+
+    return student_rollout(student, ctx, fp, batch.cuts.to(z.device), tuple(z.shape), cfg.chunk_frames, levels, draw).to(z.dtype)
 
 
 def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
@@ -132,7 +180,10 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
             g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps)
         z = to_latents(ae, batch, dev)
         noise = torch.randn(z.shape, generator=gen).to(dev)
+        own = cfg.rollout > 0 and torch.rand((), generator=gen).item() < cfg.rollout
         with acc.autocast():
+            if own:  # the clean past becomes the student's own film of the clip
+                z = own_film(student, s_text, z, batch, cfg, gen)
             states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, noise)
             loss = student_loss(student, s_text, z, batch, cfg, states, target, gen)
         acc.backward(loss)
