@@ -18,7 +18,12 @@ Variants (one run, one process, same weights, same inputs), named by dash-separa
   compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`);
   -flash, -cudnn SDPA forced to that backend for the transformer (otherwise PyTorch picks);
   -estimate      re-routed from the first clean estimate instead of held from the first
-                 denoising step (`SamplerConfig.route`; one transformer pass more per chunk).
+                 denoising step (`SamplerConfig.route`; one transformer pass more per chunk);
+  -fp8           the block linears in float8 (`quantize.Fp8Linear`); this converts the model in
+                 place, so fp8 variants run after all others.
+`--history int8 --offload` keeps the history 8-bit in page-locked host memory (`BankSpec`), as a
+long film does; with `--chunks 404` the last chunks are at minute 5 of a 16-fps film, and
+"early ms" against "late ms" is the per-chunk time at minute 0 against minute 5.
 `--profile VARIANT` runs that variant's last chunk under the PyTorch profiler and prints its
 operators and kernels by device time.
 With `--compile-decoder` the compiled variants also compile the decoder (`compile_decoder`).
@@ -159,7 +164,7 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     rows, cols = cfg.grid(shape[1], shape[2])
     f = args.chunk_frames
     bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device,
-                               storage=args.history, capacity=args.chunks * f))
+                               storage=args.history, offload=args.offload, capacity=args.chunks * f))
     gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=route), latent_shape=shape, chunk_frames=f)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
@@ -188,6 +193,8 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
         gen_s.append(t1 - t0)
         dec_s.append(t2 - t1)
         frames_out.append(n)
+        if args.log_every and (c + 1) % args.log_every == 0:
+            print(f"# chunk {c}: {1000 * (t1 - t0):.1f} ms, history {bank.num_frames} frames ({bank.nbytes() / 2**30:.1f} GiB)", flush=True)
     steady = range(args.skip, args.chunks)
     gen_med = statistics.median(gen_s[i] for i in steady)
     dec_med = statistics.median(dec_s[i] for i in steady)
@@ -202,6 +209,8 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
         "end_to_end_fps": per_chunk_frames / (gen_med + dec_med) if decode is not None else None,
         "early_chunk_ms": 1000 * statistics.median(gen_s[i] for i in head),
         "late_chunk_ms": 1000 * statistics.median(gen_s[i] for i in tail),
+        "late_chunks_film_s": [tail[0] * f * args.temporal_stride / args.fps, (tail[-1] + 1) * f * args.temporal_stride / args.fps],
+        "history_frames": bank.num_frames, "history_gib": bank.nbytes() / 2**30,
         "per_chunk_ms": [round(1000 * s, 2) for s in gen_s], "per_chunk_decode_ms": [round(1000 * s, 2) for s in dec_s],
         "profile": table,
     }
@@ -219,7 +228,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--chunk-frames", type=int, default=3)
     ap.add_argument("--temporal-stride", type=int, default=4)
-    ap.add_argument("--history", default="native")
+    ap.add_argument("--history", default="native", help="history storage: native or int8")
+    ap.add_argument("--offload", action="store_true", help="history in page-locked host memory instead of on the GPU")
+    ap.add_argument("--log-every", type=int, default=0, help="print every N-th chunk's time as it runs (long films)")
+    ap.add_argument("--fps", type=int, default=16, help="film frame rate, to place chunks in film time (Wan2.1: 16)")
     ap.add_argument("--variants", default="eager,eager-flash,compiled")
     ap.add_argument("--no-decode", action="store_true")
     ap.add_argument("--warmup-chunks", type=int, default=3, help="a short film first, not timed (CUDA context, cuDNN plans)")
@@ -241,7 +253,7 @@ def main() -> None:
         decode = None
     card = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
     results: dict[str, dict] = {}
-    compiled = False
+    compiled = fp8 = False
     if args.warmup_chunks:
         run_variant(model, decode, argparse.Namespace(**(vars(args) | {"chunks": args.warmup_chunks, "skip": 0})), shape, device, dtype)
     for variant in args.variants.split(","):
@@ -254,6 +266,13 @@ def main() -> None:
                 compiled = True
                 print(f"# compile_blocks set up in {time.perf_counter() - t:.1f} s (compilation happens in the first chunks)", flush=True)
             parts = variant.split("-")
+            if "fp8" in parts and not fp8:
+                from cinecli.model.quantize import quantize_fp8
+
+                quantize_fp8(model)
+                fp8 = True
+            elif fp8 and "fp8" not in parts:
+                raise ValueError("the model is already in fp8: list fp8 variants last")
             backend = next((b for b in ("flash", "cudnn", "efficient") if b in parts), "auto")
             route = "estimate" if "estimate" in parts else "first-step"
             results[variant] = run_variant(model, decode, args, shape, device, dtype, route, profile=variant == args.profile, backend=backend)

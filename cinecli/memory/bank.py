@@ -11,6 +11,7 @@ gathered onto the GPU, and can be 8-bit (per token and head absmax), dequantized
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -59,12 +60,49 @@ def dequantize_int8(q: Tensor, scale: Tensor, dtype: torch.dtype) -> Tensor:
     return (q.float() * scale.unsqueeze(-1)).to(dtype)
 
 
+class HostPins:
+    """Host tensors page-locked at their exact size, unlocked when let go.
+
+    `torch.empty(..., pin_memory=True)` goes through PyTorch's caching host allocator, which
+    rounds every block up to the next power of two: a 2.9 GB layer of a long film's history
+    locks 4 GB, and the offloaded history of a film can take nearly twice the host memory it
+    holds. Plain memory registered with cudaHostRegister locks exactly what is used, and copies
+    from and to it run asynchronously as from any pinned memory.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[int, Tensor] = {}
+
+    def empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        t = torch.empty(shape, dtype=dtype)
+        nbytes = t.numel() * t.element_size()
+        if nbytes:
+            err = int(torch.cuda.cudart().cudaHostRegister(t.data_ptr(), nbytes, 0))
+            if err != 0:
+                raise RuntimeError(f"could not page-lock {nbytes / 2**30:.1f} GiB of host memory for history (CUDA error {err})")
+            self._held[t.data_ptr()] = t
+        return t
+
+    def release(self, t: Tensor | None) -> None:
+        """Unlock `t` (after the copies that read or write it have finished)."""
+        if t is not None and self._held.pop(t.data_ptr(), None) is not None:
+            torch.cuda.cudart().cudaHostUnregister(t.data_ptr())
+
+    def close(self) -> None:
+        for t in list(self._held.values()):
+            self.release(t)
+
+
 class _LayerStore:
     """Growable [B, capacity, S, H, D] storage for one layer (doubling, so appends are amortised O(1))."""
 
     def __init__(self, spec: BankSpec) -> None:
         self.spec = spec
         self.capacity = 0
+        self._pins: HostPins | None = None
+        if spec.offload and torch.cuda.is_available():
+            self._pins = HostPins()
+            weakref.finalize(self, self._pins.close)
         self.k: Tensor | None = None
         self.v: Tensor | None = None
         self.k_scale: Tensor | None = None
@@ -79,18 +117,23 @@ class _LayerStore:
             torch.cuda.synchronize(s.device)  # asynchronous copies into the old pinned storage must land first
         dtype = torch.int8 if s.storage == "int8" else s.dtype
 
-        def grow(old: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, pin: bool) -> Tensor:
-            new = torch.empty(shape, dtype=dtype, device=device, pin_memory=pin)
+        pins = self._pins if pin else None
+
+        def grow(old: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, pins: HostPins | None) -> Tensor:
+            new = pins.empty(shape, dtype) if pins is not None else torch.empty(shape, dtype=dtype, device=device)
             if old is not None:
                 new[:, : old.shape[1]] = old
+                if pins is not None:
+                    pins.release(old)
             return new
 
-        self.k = grow(self.k, shape, dtype, s.storage_device, pin)
-        self.v = grow(self.v, shape, dtype, s.storage_device, pin)
+        self.k = grow(self.k, shape, dtype, s.storage_device, pins)
+        self.v = grow(self.v, shape, dtype, s.storage_device, pins)
         if s.storage == "int8":
-            self.k_scale = grow(self.k_scale, shape[:-1], torch.float32, s.storage_device, pin)
-            self.v_scale = grow(self.v_scale, shape[:-1], torch.float32, s.storage_device, pin)
-        self.desc = grow(self.desc, (s.batch, capacity, s.num_heads, s.head_dim), torch.float32, s.device, False)
+            self.k_scale = grow(self.k_scale, shape[:-1], torch.float32, s.storage_device, pins)
+            self.v_scale = grow(self.v_scale, shape[:-1], torch.float32, s.storage_device, pins)
+        # descriptors live on the compute device
+        self.desc = grow(self.desc, (s.batch, capacity, s.num_heads, s.head_dim), torch.float32, s.device, None)
         self.capacity = capacity
 
     def write(self, start: int, k: Tensor, v: Tensor) -> None:

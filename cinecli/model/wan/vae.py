@@ -226,7 +226,8 @@ class WanVAE(nn.Module):
         convolutions and the fused kernels meet without transposes. Measured on an H100 for one
         chunk of 12 frames (docs/BENCHMARKS.md): 272 ms eager, 192 ms compiled, 131 ms compiled
         channels-last. Streaming calls take one shape per film after the first chunk, so it
-        compiles twice (the first frame decodes without temporal upsampling).
+        compiles three times (the film's first frame alone, without temporal upsampling; the
+        rest of the first chunk; every later chunk).
 
         It also turns on cuDNN autotuning (`torch.backends.cudnn.benchmark`, a process-wide
         setting): with one shape per film, the one-off search per convolution pays for itself,
@@ -250,11 +251,18 @@ class WanVAE(nn.Module):
         x = self.conv2(latents.to(self.conv2.weight.dtype))
         position = state.position
         frames = []
-        for i in range(x.shape[2]):
-            frames.append(self.decoder(x[:, :, i:i + 1], caches, first=position == 0))
-            position += 1
+        # The film's first frame decodes alone (no temporal upsampling); every other latent frame
+        # of the chunk goes through the decoder in one call. Causal convolutions with a cache
+        # give the same frames either way, and one call of 3 frames keeps the GPU's convolution
+        # kernels busier than three calls of 1 (docs/BENCHMARKS.md).
+        start = 0
+        if position == 0 and x.shape[2] > 0:
+            frames.append(self.decoder(x[:, :, :1], caches, first=True))
+            start = 1
+        if start < x.shape[2]:
+            frames.append(self.decoder(x[:, :, start:], caches, first=False))
         video = torch.cat(frames, dim=2).clamp(-1.0, 1.0)
-        return video, DecodeState(caches=caches, position=position)
+        return video, DecodeState(caches=caches, position=position + x.shape[2])
 
     def decode(self, latents: Tensor) -> Tensor:
         """A whole clip from scratch (the reference chunked decoding must equal)."""

@@ -1,0 +1,44 @@
+"""Checks that need a CUDA device (skipped without one): page-locked history and fp8 linears."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cinecli.memory.bank import BankSpec, MemoryBank
+from cinecli.model.quantize import Fp8Linear
+
+pytestmark = pytest.mark.gpu
+
+
+def test_offloaded_history_is_page_locked_at_its_exact_size() -> None:
+    spec = BankSpec(num_layers=2, batch=1, tokens_per_frame=6, num_heads=2, head_dim=8, dtype=torch.bfloat16,
+                    device=torch.device("cuda"), storage="int8", offload=True, capacity=5)
+    bank = MemoryBank(spec)
+    before = torch.cuda.host_memory_stats().get("allocated_bytes.current", 0)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    frames = [torch.randn(1, 1, 6, 2, 8, device="cuda", generator=g, dtype=torch.bfloat16) for _ in range(5)]
+    for f in frames:
+        for layer in range(2):
+            bank.stage(layer, f, -f)
+        bank.commit()
+    store = bank._layers[0]
+    assert store.k is not None and store.k.device.type == "cpu" and store.k.is_pinned()
+    assert store.k.shape[1] == 5  # the film's length, not a power of two
+    # nothing went through the caching host allocator (which rounds blocks up to a power of two)
+    assert torch.cuda.host_memory_stats().get("allocated_bytes.current", 0) == before
+    idx = torch.tensor([[4, 0, 2]], device="cuda")
+    k, v = bank.gather(1, idx, host_frames=[[4, 0, 2]])
+    want = torch.cat([frames[4], frames[0], frames[2]], dim=1)
+    torch.testing.assert_close(k.float(), want.float(), atol=0.05, rtol=0.02)  # int8 storage
+    torch.testing.assert_close(v.float(), -want.float(), atol=0.05, rtol=0.02)
+
+
+def test_fp8_linear_stays_close_to_bf16() -> None:
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(256, 512).cuda().to(torch.bfloat16)
+    q = Fp8Linear.from_linear(lin)
+    x = torch.randn(4, 100, 256, device="cuda", dtype=torch.bfloat16)
+    want, got = lin(x).float(), q(x).float()
+    assert got.shape == want.shape and q.weight_fp8.dtype == torch.float8_e4m3fn
+    assert ((got - want).norm() / want.norm()).item() < 0.06
