@@ -18,9 +18,7 @@ Variants (one run, one process, same weights, same inputs), named by dash-separa
   compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`);
   -flash, -cudnn SDPA forced to that backend for the transformer (otherwise PyTorch picks);
   -estimate      re-routed from the first clean estimate instead of held from the first
-                 denoising step (`SamplerConfig.route`; one transformer pass more per chunk);
-  -fp8           the block linears in float8 (`quantize.Fp8Linear`); this converts the model in
-                 place, so fp8 variants run after all others.
+                 denoising step (`SamplerConfig.route`; one transformer pass more per chunk).
 `--history int8 --offload` keeps the history 8-bit in page-locked host memory (`BankSpec`), as a
 long film does; with `--chunks 404` the last chunks are at minute 5 of a 16-fps film, and
 "early ms" against "late ms" is the per-chunk time at minute 0 against minute 5.
@@ -253,7 +251,7 @@ def main() -> None:
         decode = None
     card = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU {platform.machine()}, {torch.get_num_threads()} threads"
     results: dict[str, dict] = {}
-    compiled = fp8 = False
+    compiled = False
     if args.warmup_chunks:
         run_variant(model, decode, argparse.Namespace(**(vars(args) | {"chunks": args.warmup_chunks, "skip": 0})), shape, device, dtype)
     for variant in args.variants.split(","):
@@ -266,13 +264,6 @@ def main() -> None:
                 compiled = True
                 print(f"# compile_blocks set up in {time.perf_counter() - t:.1f} s (compilation happens in the first chunks)", flush=True)
             parts = variant.split("-")
-            if "fp8" in parts and not fp8:
-                from cinecli.model.quantize import quantize_fp8
-
-                quantize_fp8(model)
-                fp8 = True
-            elif fp8 and "fp8" not in parts:
-                raise ValueError("the model is already in fp8: list fp8 variants last")
             backend = next((b for b in ("flash", "cudnn", "efficient") if b in parts), "auto")
             route = "estimate" if "estimate" in parts else "first-step"
             results[variant] = run_variant(model, decode, args, shape, device, dtype, route, profile=variant == args.profile, backend=backend)
