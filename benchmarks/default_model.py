@@ -106,6 +106,9 @@ def main() -> None:
 
     loaders = {"student": lambda: load("student"), "base": lambda: load("base"),
                "student-int8": lambda: load("student").quantize("int8", torch.device("cpu"))}
+    unknown = [row for row in args.rows.split(",") if row not in ROWS]
+    if unknown:
+        ap.error(f"unknown rows {unknown}: choose from {'; '.join(ROWS)}")
     bundles = {name: loaders[name]() for name in {ROWS[row].variant for row in args.rows.split(",")}}
     results: dict[str, list[dict]] = {}
     timing: dict[str, float] = {}
