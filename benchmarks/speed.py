@@ -162,7 +162,7 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     rows, cols = cfg.grid(shape[1], shape[2])
     f = args.chunk_frames
     bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device,
-                               storage=args.history, offload=args.offload, capacity=args.chunks * f))
+                               storage=args.history, offload=args.offload, hold_offloaded=args.hold, capacity=args.chunks * f))
     gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=route), latent_shape=shape, chunk_frames=f)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
@@ -228,6 +228,7 @@ def main() -> None:
     ap.add_argument("--temporal-stride", type=int, default=4)
     ap.add_argument("--history", default="native", help="history storage: native or int8")
     ap.add_argument("--offload", action="store_true", help="history in page-locked host memory instead of on the GPU")
+    ap.add_argument("--hold", action="store_true", help="with --offload: hold every layer's active set for the chunk (BankSpec.hold_offloaded)")
     ap.add_argument("--log-every", type=int, default=0, help="print every N-th chunk's time as it runs (long films)")
     ap.add_argument("--fps", type=int, default=16, help="film frame rate, to place chunks in film time (Wan2.1: 16)")
     ap.add_argument("--variants", default="eager,eager-flash,compiled")

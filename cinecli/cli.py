@@ -137,7 +137,7 @@ def render(
     history: str = typer.Option("native", "--history", help="Storage of the KV history: native or int8."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="Override film.quantize: none or int8 (8-bit weights of the transformer's linear layers)."),  # noqa: UP007
     offload_history: bool = typer.Option(False, "--offload-history", help="Keep the KV history in CPU memory (pinned on CUDA); only the active set goes to the device."),
-    max_vram: Optional[str] = typer.Option(None, "--max-vram", help="Fit an estimated VRAM budget (8GB, 6000MB): offload history, then int8 history, then int8 weights; refuse (exit 2) if nothing fits."),  # noqa: UP007
+    max_vram: Optional[str] = typer.Option(None, "--max-vram", help="Fit an estimated VRAM budget (8GB, 6000MB): offload history (every layer's active set held, then one layer's at a time), then int8 history, then int8 weights; refuse (exit 2) if nothing fits."),  # noqa: UP007
     state_dir: Optional[Path] = typer.Option(None, "--state", help="State folder [default: FILM.state beside the output]."),  # noqa: UP007
     progress: str = typer.Option("auto", "--progress", help="auto (bars on a terminal, JSON lines otherwise), rich, json or quiet."),
     fresh: bool = typer.Option(False, "--fresh", help="Forget the state folder's checkpoints and start over (no resume, no reuse)."),

@@ -67,18 +67,21 @@ def test_int8_weight_estimate_matches_the_quantized_model() -> None:
     assert 0.5 <= weight_bytes(CFG, "int8") / measured <= 2.0
 
 
-def test_fallbacks_go_offload_then_int8_history_then_int8_weights() -> None:
+def test_fallbacks_go_offload_held_then_per_use_then_int8_history_then_int8_weights() -> None:
     steps = fallbacks(Placement())
-    assert steps == (Placement(), Placement(offload_history=True), Placement("bf16", "int8", True), Placement("int8", "int8", True))
-    assert fallbacks(Placement("int8", "int8", True)) == (Placement("int8", "int8", True),)
+    assert steps == (Placement(), Placement(offload_history=True, hold_active=True), Placement(offload_history=True),
+                     Placement("bf16", "int8", True), Placement("int8", "int8", True))
+    assert fallbacks(Placement("int8", "int8", True)) == (Placement("int8", "int8", True),
+                                                          Placement("int8", "int8", True, hold_active=True))
 
 
 def test_choose_picks_the_first_that_fits_in_order() -> None:
     shape = _shape(latents=600)  # a long film: history dominates
     steps = fallbacks(Placement())
     totals = [estimate(shape, p).total for p in steps]
-    assert totals[0] > totals[1] == totals[2] > totals[3]  # offloaded history costs no VRAM in any format
-    for placement, limit, n_tried in ((steps[0], totals[0], 1), (steps[1], totals[1], 2), (steps[3], totals[3], 3)):
+    # offloaded history costs no VRAM in any format; held active sets cost every layer's
+    assert totals[0] > totals[1] > totals[2] == totals[3] > totals[4]
+    for placement, limit, n_tried in ((steps[0], totals[0], 1), (steps[1], totals[1], 2), (steps[2], totals[2], 3), (steps[4], totals[4], 4)):
         chosen, tried = choose(shape, Placement(), limit)
         assert chosen.placement == placement and len(tried) == n_tried
     chosen, _ = choose(shape, Placement(), totals[0] * 2)

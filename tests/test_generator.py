@@ -163,19 +163,20 @@ def test_int8_history_stays_close_to_native() -> None:
 
 
 def test_offloaded_history_gives_the_same_film() -> None:
-    """History in host memory (gathered per layer and use, nothing held) changes no latent."""
+    """History in host memory (gathered per layer and use, or held for the chunk) changes no latent."""
     model = _model()
     rows, cols = CFG.grid(H, W)
     for storage in ("native", "int8"):
         outs = {}
-        for offload in (False, True):
-            spec = BankSpec(CFG.num_layers, 1, rows * cols, CFG.num_heads, CFG.head_dim, storage=storage, offload=offload)
+        for offload, hold in ((False, False), (True, False), (True, True)):
+            spec = BankSpec(CFG.num_layers, 1, rows * cols, CFG.num_heads, CFG.head_dim, storage=storage, offload=offload, hold_offloaded=hold)
             gen = ChunkGenerator(model, MemoryBank(spec), CamrPolicy(recent_chunks=1, top_k=2), SamplerConfig(steps=2), latent_shape=(CFG.in_channels, H, W), chunk_frames=CHUNK)
             text = _text(model, 1)
             res = [gen.generate(ChunkRequest(c, (0,) * CHUNK, (False,) * CHUNK, tuple(range(c * CHUNK, (c + 1) * CHUNK))), text) for c in range(6)]
             assert res[-1].active_frames == 5  # 1 recent chunk + 2 routed: the run-copy path gathers scattered frames
-            outs[offload] = torch.cat([r.latents for r in res], 2)
-        assert torch.equal(outs[False], outs[True]), storage
+            outs[offload, hold] = torch.cat([r.latents for r in res], 2)
+        assert torch.equal(outs[False, False], outs[True, False]), storage
+        assert torch.equal(outs[False, False], outs[True, True]), storage
 
 
 def test_frame_runs_group_consecutive_frames() -> None:

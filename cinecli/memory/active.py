@@ -9,10 +9,12 @@ CUDA graphs need. Each layer routes on its own queries and keys.
 
 What is held: with history on the device, each layer's gathered keys/values are kept for the
 chunk's remaining steps (a re-gather would cost a copy per step for nothing). With history
-offloaded to host memory the point is a small VRAM peak, so nothing is held: each layer gathers
-its routed frames from pinned host memory when it runs and frees them after, and the device holds
-one layer's active set at a time instead of every layer's (at the 1.3B shape, 0.14 GB against
-4 GB in bf16). Routed frame indices are read to the host once per chunk and layer, so the copies
+offloaded to host memory the point is usually a small VRAM peak, so nothing is held: each layer
+gathers its routed frames from pinned host memory when it runs and frees them after, and the
+device holds one layer's active set at a time instead of every layer's (at the 1.3B shape, 0.14
+GB against 4 GB in bf16). Where VRAM allows, `BankSpec.hold_offloaded` holds them as with
+history on the device: the routed frames then cross the bus once per chunk instead of once per
+pass (docs/BENCHMARKS.md has the time each costs). Routed frame indices are read to the host once per chunk and layer, so the copies
 run straight from pinned storage.
 
 Positions: keys are stored un-rotated; the active set is laid out in temporal order (routed
@@ -109,11 +111,13 @@ class ChunkAttention:
     def _holds(self) -> bool:
         """Whether active sets are held for the chunk's later steps.
 
-        Not with offloaded history (the point there is a small VRAM peak: each use fetches and
-        frees), nor under autograd (a held buffer written in place at every step would change
-        tensors saved for the backward pass).
+        Not with offloaded history unless the bank says so (`hold_offloaded`: the routed frames
+        then cross from host memory once per chunk instead of once per pass, for every layer's
+        active set in VRAM), nor under autograd (a held buffer written in place at every step
+        would change tensors saved for the backward pass).
         """
-        return not self.bank.spec.offload and not torch.is_grad_enabled()
+        spec = self.bank.spec
+        return (not spec.offload or spec.hold_offloaded) and not torch.is_grad_enabled()
 
     def prepare(self, layer: int, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Rotated queries, and the active set's keys/values: routed past frames, then the chunk.

@@ -31,6 +31,7 @@ class BankSpec:
     device: torch.device = torch.device("cpu")  # where attention runs
     storage: str = "native"  # "native" (dtype) or "int8"
     offload: bool = False  # keep history in (pinned) CPU memory instead of on `device`
+    hold_offloaded: bool = False  # with offload: hold every layer's gathered active set for the chunk (memory.active)
     capacity: int = 0  # frames to allocate up front (a film's length is known from its plan); 0 = grow
 
 

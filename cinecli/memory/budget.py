@@ -23,7 +23,9 @@ before a model is loaded on a GPU and for shapes nobody here has run. The terms:
 * runtime — CUDA context, cuBLAS workspace and allocator slack: RUNTIME_BYTES, a round figure.
 
 `choose` tries the requested settings first, then gives up quality as little as possible, in
-this order: offload the history (costs speed, no pixels), store the history in int8 (a small
+this order: offload the history but hold every layer's active set for the chunk (costs a copy
+of the routed frames per chunk), offload it and fetch one layer's active set per use (a copy per
+pass: slower, no pixels change either way), store the history in int8 (a small
 error in remembered keys), quantize the weights to int8 (an error in every layer).
 Steps are cumulative, and a step that saves no VRAM is skipped: once the history is offloaded,
 int8 storage only shrinks host memory and transfers (gathered frames are dequantized on the
@@ -60,9 +62,10 @@ class Placement:
     weights: WeightFormat = "bf16"
     history: HistoryFormat = "native"
     offload_history: bool = False
+    hold_active: bool = False  # with offloaded history: every layer's active set held for the chunk
 
     def label(self) -> str:
-        where = "offloaded" if self.offload_history else "on device"
+        where = ("offloaded, active sets held" if self.hold_active else "offloaded") if self.offload_history else "on device"
         return f"weights {self.weights}, history {self.history} {where}"
 
 
@@ -170,7 +173,7 @@ def estimate(shape: FilmShape, placement: Placement) -> VramEstimate:
     cfg, b = shape.config, shape.working_bytes
     tokens = shape.tokens_per_frame
     frame_all_layers = kv_frame_bytes(cfg, tokens, "native", b)
-    held_layers = 1 if placement.offload_history else cfg.num_layers
+    held_layers = 1 if placement.offload_history and not placement.hold_active else cfg.num_layers
     active = (shape.active_frames * held_layers + shape.chunk_frames) * frame_all_layers // cfg.num_layers
     history = 0 if placement.offload_history else shape.film_latents * kv_frame_bytes(cfg, tokens, placement.history, b)
     return VramEstimate(
@@ -182,9 +185,10 @@ def estimate(shape: FilmShape, placement: Placement) -> VramEstimate:
 def fallbacks(requested: Placement) -> tuple[Placement, ...]:
     """The requested placement, then each cheaper one in order of quality given up (cumulative)."""
     steps = [requested]
-    for change in ({"offload_history": True}, {"history": "int8"}, {"weights": "int8"}):
+    changes = ({"offload_history": True, "hold_active": True}, {"hold_active": False}, {"history": "int8"}, {"weights": "int8"})
+    for change in changes:
         nxt = replace(steps[-1], **change)  # type: ignore[arg-type]
-        if nxt != steps[-1]:
+        if nxt not in steps:
             steps.append(nxt)
     return tuple(steps)
 

@@ -40,6 +40,7 @@ class RenderOptions:
     device: str = "cpu"
     history: str = "native"  # "native" or "int8" storage of the KV history
     offload_history: bool = False
+    hold_offloaded: bool = False  # with offloaded history: hold every layer's active set for the chunk
 
 
 @dataclass
@@ -152,7 +153,8 @@ def new_session(bundle: ModelBundle, plan: Plan, options: RenderOptions, device:
     spec = BankSpec(
         num_layers=cfg.num_layers, batch=1, tokens_per_frame=cfg.tokens_per_frame(h, w),
         num_heads=cfg.num_heads, head_dim=cfg.head_dim, dtype=dtype, device=device,
-        storage=options.history, offload=options.offload_history, capacity=len(plan.latents),
+        storage=options.history, offload=options.offload_history, hold_offloaded=options.hold_offloaded,
+        capacity=len(plan.latents),
     )
     sheet = ContactSheet([(s.id, plan_prompt(plan, s.index)) for s in plan.shots])
     return RenderSession(MemoryBank(spec), bundle.autoencoder.init_decode_state(1), sheet)

@@ -197,6 +197,7 @@ def _render_in_state(req: RenderRequest, sp: Screenplay, plan: Plan, output: Pat
     options = RenderOptions(
         output=output, state_dir=state_dir, overwrite=req.overwrite, split_shots=req.split_shots,
         device=req.device, history=placement.history, offload_history=placement.offload_history,
+        hold_offloaded=placement.hold_active,
     )
     bundle.to(device, bundle_dtype(req.device))
     if req.compile:
