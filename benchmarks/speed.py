@@ -18,7 +18,9 @@ Variants (one run, one process, same weights, same inputs), named by dash-separa
   compiled       each block's memory-free parts compiled (`WanTransformer.compile_blocks`);
   -flash, -cudnn SDPA forced to that backend for the transformer (otherwise PyTorch picks);
   -estimate      re-routed from the first clean estimate instead of held from the first
-                 denoising step (`SamplerConfig.route`; one transformer pass more per chunk).
+                 denoising step (`SamplerConfig.route`; one transformer pass more per chunk);
+  -hold          with --offload: every layer's active set held for the chunk
+                 (`BankSpec.hold_offloaded`) instead of fetched from host memory per pass.
 `--history int8 --offload` keeps the history 8-bit in page-locked host memory (`BankSpec`), as a
 long film does; with `--chunks 404` the last chunks are at minute 5 of a 16-fps film, and
 "early ms" against "late ms" is the per-chunk time at minute 0 against minute 5.
@@ -106,10 +108,10 @@ def default_model(device: torch.device, dtype: torch.dtype) -> tuple[WanTransfor
 
 
 def first_chunk_ms(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
-                   backend: str = "auto") -> float:
+                   backend: str = "auto", hold: bool = False) -> float:
     """Request-to-pixels time of the first chunk of a new film, in a warm process."""
     short = argparse.Namespace(**(vars(args) | {"chunks": 1, "skip": 0}))
-    r = run_variant(model, decode, short, shape, device, dtype, backend=backend)
+    r = run_variant(model, decode, short, shape, device, dtype, backend=backend, hold=hold)
     return r["first_chunk_ms"]
 
 
@@ -152,7 +154,7 @@ def profile_table(prof, rows: int = 30) -> str:  # type: ignore[no-untyped-def]
 
 @torch.no_grad()
 def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
-                route: str = "first-step", profile: bool = False, backend: str = "auto") -> dict:
+                route: str = "first-step", profile: bool = False, backend: str = "auto", hold: bool = False) -> dict:
     """Generate `--chunks` chunks, timing the transformer loop and the decode of each chunk separately.
 
     With `profile` the last chunk runs under the PyTorch profiler and its table is returned.
@@ -162,7 +164,7 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     rows, cols = cfg.grid(shape[1], shape[2])
     f = args.chunk_frames
     bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device,
-                               storage=args.history, offload=args.offload, hold_offloaded=args.hold, capacity=args.chunks * f))
+                               storage=args.history, offload=args.offload, hold_offloaded=hold, capacity=args.chunks * f))
     gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=route), latent_shape=shape, chunk_frames=f)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
@@ -228,7 +230,6 @@ def main() -> None:
     ap.add_argument("--temporal-stride", type=int, default=4)
     ap.add_argument("--history", default="native", help="history storage: native or int8")
     ap.add_argument("--offload", action="store_true", help="history in page-locked host memory instead of on the GPU")
-    ap.add_argument("--hold", action="store_true", help="with --offload: hold every layer's active set for the chunk (BankSpec.hold_offloaded)")
     ap.add_argument("--log-every", type=int, default=0, help="print every N-th chunk's time as it runs (long films)")
     ap.add_argument("--fps", type=int, default=16, help="film frame rate, to place chunks in film time (Wan2.1: 16)")
     ap.add_argument("--variants", default="eager,eager-flash,compiled")
@@ -267,8 +268,9 @@ def main() -> None:
             parts = variant.split("-")
             backend = next((b for b in ("flash", "cudnn", "efficient") if b in parts), "auto")
             route = "estimate" if "estimate" in parts else "first-step"
-            results[variant] = run_variant(model, decode, args, shape, device, dtype, route, profile=variant == args.profile, backend=backend)
-            results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype, backend)
+            hold = "hold" in parts
+            results[variant] = run_variant(model, decode, args, shape, device, dtype, route, profile=variant == args.profile, backend=backend, hold=hold)
+            results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype, backend, hold)
             r = results[variant]
             print(json.dumps({k: v for k, v in r.items() if not k.startswith("per_chunk") and k != "profile"} | {"variant": variant}), flush=True)
             if r["profile"]:
