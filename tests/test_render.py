@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -181,3 +182,32 @@ def test_compiled_render_is_recorded_and_resumes_only_compiled(tmp_path: Path) -
     code, lines, _ = _render(tmp_path, "compiled.mp4", "--overwrite")
     assert code == 2 and "compiled" in lines[-1]["message"]
 
+
+
+def test_a_cards_guidance_steers_against_the_empty_prompt(tmp_path: Path) -> None:
+    """`guidance` in a model card (a Wan description's sampling keys, the default base model)
+    reaches the sampler: the empty prompt is encoded once and every step runs a second pass."""
+    import dataclasses
+
+    from cinecli.model.bundle import load_default
+
+    script = tmp_path / "film.yaml"
+    script.write_text("film: {seed: 3}\nshots:\n  - {id: a, duration: 1s, prompt: wide shot of the harbour}\n", encoding="utf-8")
+    films = {}
+    for guidance in (1.0, 3.0):
+        bundle = load_default()
+        bundle.card = dataclasses.replace(bundle.card, guidance=guidance)
+        encoded: list[str] = []
+        real = bundle.text_encoder.encode
+
+        def counting(prompts, real=real, encoded=encoded):
+            encoded.extend(prompts)
+            return real(prompts)
+
+        bundle.text_encoder.encode = counting  # type: ignore[method-assign]
+        out = tmp_path / f"g{guidance}.mp4"
+        assert render_script(RenderRequest(script=script, output=out, fresh=True), lambda e: None, bundle=bundle) == 0
+        assert ("" in encoded) == (guidance != 1.0)
+        films[guidance] = read_video(out)
+    assert films[1.0].shape == films[3.0].shape
+    assert not np.array_equal(films[1.0], films[3.0])

@@ -23,6 +23,7 @@ from cinecli.model.card import DEFAULT_DIR, ModelCard, default_card
 from cinecli.screenplay.format import FilmFormat
 
 TRANSFORMER_FORMAT = "cinecli-transformer-v1"
+BASE_GUIDANCE = 3.0  # classifier-free guidance of the default base model: its distillation teacher's (configs/train/distill*.yaml)
 
 
 @dataclass
@@ -144,7 +145,9 @@ def load_default(variant: str = "student", *, seed: int = 0) -> ModelBundle:
         load_generator(transformer, text, gen_path)
         ae = load_autoencoder(ae_path)
         if variant == "base":
-            card = ModelCard(**{**asdict(card), "steps": 32, "sampler": "ode", "shift": card.shift})
+            # sampled as the student's teacher was: its probability-flow ODE with classifier-free
+            # guidance (configs/train/distill*.yaml), which its training's prompt dropout is for
+            card = ModelCard(**{**asdict(card), "steps": 32, "sampler": "ode", "shift": card.shift, "guidance": BASE_GUIDANCE})
         bundle = ModelBundle(card, transformer, text, ae, file_sha256([gen_path, ae_path]), trained=True)
     else:
         torch.manual_seed(seed)

@@ -210,7 +210,9 @@ class Director:
         plan, s = self.plan, self.session
         t0 = time.perf_counter()
         req, prompts = chunk_request(plan, chunk)
-        result = self.generator.generate(req, self.prompts.context(prompts))
+        # classifier-free guidance (a model card's `guidance` above 1) steers against the empty prompt
+        uncond = self.prompts.context(("",)) if self.generator.sampler.guidance != 1.0 else None
+        result = self.generator.generate(req, self.prompts.context(prompts), uncond)
         ae = self.bundle.autoencoder
         with torch.no_grad():
             video, s.decode_state = ae.decode_chunk(ae.denormalize(result.latents.float()), s.decode_state)
