@@ -11,7 +11,8 @@ against the world's ground truth. Rows:
   - base model (multi-step ODE) + camr, for the student-vs-base comparison.
 On request (`--rows`): the base model with window / none (its own memory ablation); the student
 with int8 weights (`--quantize int8`), for the quality cost of 8 bits; camr with the budget split
-differently; memory taken from the last denoising step instead of a clean pass.
+differently; memory taken from the last denoising step instead of a clean pass; the student with
+classifier-free guidance 1.5 or 2 against the empty prompt.
 `--weights DIR` tests DIR/student.safetensors and DIR/base.safetensors instead of the shipped ones.
 """
 
@@ -44,6 +45,7 @@ class Row(NamedTuple):
     memory: MemorySettings
     steps: int | None = None  # None: the model's own
     memory_pass: str = "clean"  # SamplerConfig.memory_pass
+    guidance: float | None = None  # classifier-free guidance against the empty prompt (None: the model card's)
 
 
 ROWS = {
@@ -59,6 +61,8 @@ ROWS = {
     "student camr int8": Row("student-int8", MemorySettings("camr", 3, 5, 0)),
     "student camr (1 recent chunk + top-11)": Row("student", MemorySettings("camr", 1, 11, 0)),
     "student camr last-step memory": Row("student", MemorySettings("camr", 3, 5, 0), memory_pass="last-step"),
+    "student camr guidance 1.5": Row("student", MemorySettings("camr", 3, 5, 0), guidance=1.5),
+    "student camr guidance 2": Row("student", MemorySettings("camr", 3, 5, 0), guidance=2.0),
 }
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
@@ -73,7 +77,10 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     out = work / "film.mp4"
     t = time.perf_counter()
     director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
-    director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass)
+    sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass)
+    if row.guidance is not None:
+        sampler = dataclasses.replace(sampler, guidance=row.guidance)
+    director.generator.sampler = sampler
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t
