@@ -143,6 +143,7 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight))
 
 
+@torch.no_grad()
 def own_film(student: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:
     """The student's rollout of the batch's prompts and cuts, in the data latents' place."""
     b, c, f, h, w = z.shape
