@@ -40,6 +40,7 @@ from cinecli.screenplay.schema import MemorySettings
 from cinecli.world.benchmark import benchmark_films, film_returns
 from cinecli.world.screenplay import to_screenplay_yaml
 
+
 class Row(NamedTuple):
     variant: str  # which loaded model: "student", "base" or "student-int8"
     memory: MemorySettings
@@ -77,10 +78,8 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     out = work / "film.mp4"
     t = time.perf_counter()
     director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
-    sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass)
-    if row.guidance is not None:
-        sampler = dataclasses.replace(sampler, guidance=row.guidance)
-    director.generator.sampler = sampler
+    own = director.generator.sampler
+    director.generator.sampler = dataclasses.replace(own, memory_pass=row.memory_pass, guidance=own.guidance if row.guidance is None else row.guidance)
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t
@@ -99,11 +98,16 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    films = [f for f in benchmark_films() if film_returns(f) and args.min_seconds <= f.total_frames / f.fps <= args.max_seconds]
-    films = sorted(films, key=lambda f: f.total_frames)[: args.films]
+    rows = args.rows.split(",")
+    unknown = [row for row in rows if row not in ROWS]
+    if unknown:
+        ap.error(f"unknown rows {unknown}: choose from {'; '.join(ROWS)}")
     if args.seeds:
         wanted = [int(x) for x in args.seeds.split(",")]
         films = [f for f in benchmark_films() if f.seed in wanted]
+    else:
+        films = [f for f in benchmark_films() if film_returns(f) and args.min_seconds <= f.total_frames / f.fps <= args.max_seconds]
+        films = sorted(films, key=lambda f: f.total_frames)[: args.films]
 
     def load(variant: str):  # type: ignore[no-untyped-def]
         bundle = load_default(variant)
@@ -113,14 +117,11 @@ def main() -> None:
 
     loaders = {"student": lambda: load("student"), "base": lambda: load("base"),
                "student-int8": lambda: load("student").quantize("int8", torch.device("cpu"))}
-    unknown = [row for row in args.rows.split(",") if row not in ROWS]
-    if unknown:
-        ap.error(f"unknown rows {unknown}: choose from {'; '.join(ROWS)}")
-    bundles = {name: loaders[name]() for name in {ROWS[row].variant for row in args.rows.split(",")}}
+    bundles = {name: loaders[name]() for name in {ROWS[row].variant for row in rows}}
     results: dict[str, list[dict]] = {}
     timing: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for row in args.rows.split(","):
+        for row in rows:
             results[row] = []
             timing[row] = 0.0
             for i, film in enumerate(films):

@@ -42,6 +42,7 @@ import json
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -107,12 +108,27 @@ def default_model(device: torch.device, dtype: torch.dtype) -> tuple[WanTransfor
     return model, decode
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What a variant's dash-separated name asks for (see the module docstring)."""
+
+    route: str = "first-step"  # SamplerConfig.route
+    backend: str = "auto"  # SDPA backend of the transformer
+    hold: bool = False  # BankSpec.hold_offloaded
+
+    @staticmethod
+    def parse(name: str) -> "Variant":
+        parts = name.split("-")
+        return Variant(route="estimate" if "estimate" in parts else "first-step",
+                       backend=next((b for b in ("flash", "cudnn", "efficient") if b in parts), "auto"),
+                       hold="hold" in parts)
+
+
 def first_chunk_ms(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
-                   backend: str = "auto", hold: bool = False) -> float:
+                   variant: Variant) -> float:
     """Request-to-pixels time of the first chunk of a new film, in a warm process."""
     short = argparse.Namespace(**(vars(args) | {"chunks": 1, "skip": 0}))
-    r = run_variant(model, decode, short, shape, device, dtype, backend=backend, hold=hold)
-    return r["first_chunk_ms"]
+    return run_variant(model, decode, short, shape, device, dtype, variant)["first_chunk_ms"]
 
 
 @torch.no_grad()
@@ -154,18 +170,18 @@ def profile_table(prof, rows: int = 30) -> str:  # type: ignore[no-untyped-def]
 
 @torch.no_grad()
 def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
-                route: str = "first-step", profile: bool = False, backend: str = "auto", hold: bool = False) -> dict:
+                variant: Variant = Variant(), profile: bool = False) -> dict:
     """Generate `--chunks` chunks, timing the transformer loop and the decode of each chunk separately.
 
     With `profile` the last chunk runs under the PyTorch profiler and its table is returned.
-    `backend` forces one SDPA backend on the transformer (the decode keeps the default).
+    The variant's SDPA backend applies to the transformer only (the decode keeps the default).
     """
     cfg = model.config
     rows, cols = cfg.grid(shape[1], shape[2])
     f = args.chunk_frames
     bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device,
-                               storage=args.history, offload=args.offload, hold_offloaded=hold, capacity=args.chunks * f))
-    gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=route), latent_shape=shape, chunk_frames=f)
+                               storage=args.history, offload=args.offload, hold_offloaded=variant.hold, capacity=args.chunks * f))
+    gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=variant.route), latent_shape=shape, chunk_frames=f)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
     state = decode.init() if decode is not None else None  # type: ignore[attr-defined]
@@ -179,7 +195,7 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
             sync(device)
             t0 = time.perf_counter()
             n = f * args.temporal_stride
-            with sdpa_backend(backend):
+            with sdpa_backend(variant.backend):
                 res = gen.generate(req, text)
             sync(device)
             t1 = time.perf_counter()
@@ -200,6 +216,7 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     dec_med = statistics.median(dec_s[i] for i in steady)
     per_chunk_frames = statistics.median(frames_out[i] for i in steady)
     tail = list(range(max(args.skip, args.chunks - 5), args.chunks))
+    chunk_s = f * args.temporal_stride / args.fps  # film seconds per chunk
     head = list(range(args.skip, min(args.skip + 5, args.chunks)))
     return {
         "chunks": args.chunks, "steps": args.steps, "frames_per_chunk": per_chunk_frames,
@@ -209,7 +226,7 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
         "end_to_end_fps": per_chunk_frames / (gen_med + dec_med) if decode is not None else None,
         "early_chunk_ms": 1000 * statistics.median(gen_s[i] for i in head),
         "late_chunk_ms": 1000 * statistics.median(gen_s[i] for i in tail),
-        "late_chunks_film_s": [tail[0] * f * args.temporal_stride / args.fps, (tail[-1] + 1) * f * args.temporal_stride / args.fps],
+        "late_chunks_film_s": [tail[0] * chunk_s, (tail[-1] + 1) * chunk_s],
         "history_frames": bank.num_frames, "history_gib": bank.nbytes() / 2**30,
         "per_chunk_ms": [round(1000 * s, 2) for s in gen_s], "per_chunk_decode_ms": [round(1000 * s, 2) for s in dec_s],
         "profile": table,
@@ -265,12 +282,9 @@ def main() -> None:
                     decode.vae.compile_decoder()  # type: ignore[attr-defined]
                 compiled = True
                 print(f"# compile_blocks set up in {time.perf_counter() - t:.1f} s (compilation happens in the first chunks)", flush=True)
-            parts = variant.split("-")
-            backend = next((b for b in ("flash", "cudnn", "efficient") if b in parts), "auto")
-            route = "estimate" if "estimate" in parts else "first-step"
-            hold = "hold" in parts
-            results[variant] = run_variant(model, decode, args, shape, device, dtype, route, profile=variant == args.profile, backend=backend, hold=hold)
-            results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype, backend, hold)
+            asked = Variant.parse(variant)
+            results[variant] = run_variant(model, decode, args, shape, device, dtype, asked, profile=variant == args.profile)
+            results[variant]["first_chunk_warm_ms"] = first_chunk_ms(model, decode, args, shape, device, dtype, asked)
             r = results[variant]
             print(json.dumps({k: v for k, v in r.items() if not k.startswith("per_chunk") and k != "profile"} | {"variant": variant}), flush=True)
             if r["profile"]:

@@ -14,8 +14,8 @@ gathers its routed frames from pinned host memory when it runs and frees them af
 device holds one layer's active set at a time instead of every layer's (at the 1.3B shape, 0.14
 GB against 4 GB in bf16). Where VRAM allows, `BankSpec.hold_offloaded` holds them as with
 history on the device: the routed frames then cross the bus once per chunk instead of once per
-pass (docs/BENCHMARKS.md has the time each costs). Routed frame indices are read to the host once per chunk and layer, so the copies
-run straight from pinned storage.
+pass (docs/BENCHMARKS.md has the time each costs). Routed frame indices are read to the host
+once per chunk and layer, so the copies run straight from pinned storage.
 
 Positions: keys are stored un-rotated; the active set is laid out in temporal order (routed
 frames, then the recent window, then the chunk) at contiguous positions 0..n-1, so positions

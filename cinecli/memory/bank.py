@@ -113,12 +113,10 @@ class _LayerStore:
     def _alloc(self, capacity: int) -> None:
         s = self.spec
         shape = (s.batch, capacity, s.tokens_per_frame, s.num_heads, s.head_dim)
-        pin = s.offload and torch.cuda.is_available()
-        if pin and s.device.type == "cuda":
+        pins = self._pins  # set when history is page-locked host memory
+        if pins is not None and s.device.type == "cuda":
             torch.cuda.synchronize(s.device)  # asynchronous copies into the old pinned storage must land first
         dtype = torch.int8 if s.storage == "int8" else s.dtype
-
-        pins = self._pins if pin else None
 
         def grow(old: Tensor | None, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, pins: HostPins | None) -> Tensor:
             new = pins.empty(shape, dtype) if pins is not None else torch.empty(shape, dtype=dtype, device=device)

@@ -65,4 +65,3 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     s = sin[None, :, None, :].float()
     out = torch.stack([a * c - b * s, a * s + b * c], dim=-1)
     return out.flatten(-2).to(x.dtype)
-

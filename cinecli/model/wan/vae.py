@@ -255,11 +255,10 @@ class WanVAE(nn.Module):
         # of the chunk goes through the decoder in one call. Causal convolutions with a cache
         # give the same frames either way, and one call of 3 frames keeps the GPU's convolution
         # kernels busier than three calls of 1 (docs/BENCHMARKS.md).
-        start = 0
-        if position == 0 and x.shape[2] > 0:
+        start = 1 if position == 0 else 0
+        if start:
             frames.append(self.decoder(x[:, :, :1], caches, first=True))
-            start = 1
-        if start < x.shape[2]:
+        if x.shape[2] > start:
             frames.append(self.decoder(x[:, :, start:], caches, first=False))
         video = torch.cat(frames, dim=2).clamp(-1.0, 1.0)
         return video, DecodeState(caches=caches, position=position + x.shape[2])
