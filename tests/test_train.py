@@ -23,7 +23,8 @@ def _fake_batches(frames: int, b: int = 2):
         video = torch.randint(0, 255, (b, frames, 32, 48, 3), generator=g, dtype=torch.uint8)
         f = frames // 4
         yield Batch(video=video, prompts=[tuple(prompts[(i >= f // 2)] for i in range(f))] * b,
-                    cuts=torch.tensor([[i == 0 or i == f // 2 for i in range(f)]] * b))
+                    cuts=torch.tensor([[i == 0 or i == f // 2 for i in range(f)]] * b),
+                    characters=torch.rand(b, f, 4, 6, generator=g) < 0.2)
 
 
 def test_latent_conditioning_takes_first_frame_of_each_latent() -> None:
@@ -44,7 +45,8 @@ def test_base_then_distill_smoke(tmp_path: Path) -> None:
     ae_path = save_autoencoder(ae, tmp_path / "ae.safetensors")
     card = dataclasses.replace(default_card(), preset="micro", text_layers=1)
     cfg = BaseTrainConfig(steps=2, routed_steps=2, batch=2, routed_batch=2, latent_frames=6, routed_latent_frames=9,
-                          autoencoder=str(ae_path), num_workers=0, log_every=1, checkpoint_every=2, warmup_steps=1, top_k=1, recent_chunks=1)
+                          autoencoder=str(ae_path), num_workers=0, log_every=1, checkpoint_every=2, warmup_steps=1, top_k=1, recent_chunks=1,
+                          character_weight=3.0)
     logs = []
     data = _fake_batches(24)
     base = train_base(cfg, tmp_path / "base", card=card, data=data, log=logs.append)
@@ -55,7 +57,8 @@ def test_base_then_distill_smoke(tmp_path: Path) -> None:
     # resuming a finished run does no more steps and keeps the same weights
     again = train_base(cfg, tmp_path / "base", card=card, data=data, log=logs.append)
     assert len(logs) == 4 and again == base
-    dcfg = DistillConfig(steps=2, batch=2, latent_frames=6, substeps=1, autoencoder=str(ae_path), teacher=str(base), num_workers=0, log_every=1)
+    dcfg = DistillConfig(steps=2, batch=2, latent_frames=6, substeps=1, autoencoder=str(ae_path), teacher=str(base), num_workers=0, log_every=1,
+                         character_weight=3.0)
     dlogs = []
     student = train_distill(dcfg, tmp_path / "distill", card=card, data=_fake_batches(24), log=dlogs.append)
     assert len(dlogs) == 2 and dlogs[0]["step"] == 1 and all(torch.isfinite(torch.tensor(r["loss"])) for r in dlogs)
@@ -80,6 +83,45 @@ def test_return_weighting_counts_returning_frames_more() -> None:
     weighted = weighted_mse(pred, target, batch.frame_weights(5.0))
     assert torch.isclose(weighted, torch.tensor(5 / 7))  # (0 + 0 + 5·1) / (1 + 1 + 5)
     assert torch.isclose(weighted_mse(pred, target, torch.ones(2, 3)), plain)
+
+
+def test_character_cells_weigh_errors_where_characters_are() -> None:
+    from cinecli.train.data import weighted_mse
+
+    target = torch.zeros(1, 4, 2, 2, 2)
+    chars = torch.zeros(1, 2, 2, 2, dtype=torch.bool)
+    chars[0, 1, 0, 0] = True  # one character cell, in latent frame 1
+    batch = Batch(video=torch.zeros(1, 8, 16, 16, 3, dtype=torch.uint8), prompts=[("a",) * 2],
+                  cuts=torch.zeros(1, 2, dtype=torch.bool), characters=chars)
+    assert batch.cell_weights(1.0) is None
+    on, off = torch.zeros_like(target), torch.zeros_like(target)
+    on[0, :, 1, 0, 0] = 1.0  # error only in the character cell
+    off[0, :, 1, 1, 1] = 1.0  # the same error in a background cell of the same frame
+    cells = batch.cell_weights(4.0)
+    assert torch.isclose(weighted_mse(on, target, None, cells), 4 * weighted_mse(off, target, None, cells))
+    assert torch.isclose(weighted_mse(off, target, None, cells), weighted_mse(off, target, None))
+
+
+def test_character_cells_cover_the_characters_of_world_clips() -> None:
+    from cinecli.train.data import world_clips
+    from cinecli.world.render import frame_truth
+
+    clips = world_clips(5, 24, 4, 192, 128, 12)
+    for clip in (next(clips) for _ in range(3)):
+        assert clip.characters is not None and clip.characters.shape == (6, 16, 24)
+        assert clip.characters.mean() < 0.5
+    # every visible character's centre falls in a marked cell of its latent frame
+    from cinecli.world.dataset import character_cells, training_clips
+
+    raw = next(training_clips(7, frames=24, width=192, height=128, fps=12))
+    cells = character_cells(raw, 4, 8)
+    seen = 0
+    for k in range(24):
+        for ch in frame_truth(raw.film, int(raw.film_frames[k])).characters:
+            x0, y0, x1, y1 = ch.bbox
+            assert cells[k // 4, (y0 + y1) // 2 // 8, (x0 + x1) // 2 // 8]
+            seen += 1
+    assert seen > 0
 
 
 def test_first_sightings_weigh_with_returns() -> None:

@@ -61,6 +61,7 @@ class BaseTrainConfig:
     recent_chunks: int = 3
     return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
     first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
+    character_weight: float = 1.0  # loss weight of latent cells a character covers (`character_cells`)
     montage: float = 0.5  # share of montage clips (the ones that revisit scenes) in packed batches
     routed_montage: float = 0.5  # the same for the routed phase
     max_minutes: float = 0.0  # wall-clock budget (0: none); the schedule and the phase switch follow time then
@@ -119,7 +120,7 @@ def packed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
     src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, model.rope, z.dtype, dev)
     v = model(torch.cat([z, noisy], dim=2), t, ctx, fp, src, cuts)[:, :, f:]
-    return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight, cfg.first_weight))
+    return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight, cfg.first_weight), batch.cell_weights(cfg.character_weight))
 
 
 def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: BaseTrainConfig, gen: torch.Generator) -> Tensor:
@@ -139,6 +140,7 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, dev)
     noise = torch.randn(z.shape, generator=gen).to(dev)
     errors = []  # per chunk: [B, n] per-frame errors
+    cells = batch.cell_weights(cfg.character_weight)
     for start in range(0, f, cfg.chunk_frames):
         sl = slice(start, min(start + cfg.chunk_frames, f))
         n = sl.stop - sl.start
@@ -148,7 +150,7 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
         noisy = add_noise(z[:, :, sl], noise[:, :, sl], s[:, None, :, None, None])
         src = ChunkAttention(bank, policy, routing, chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=False)
         v = model(noisy, s * 1000, ctx, fp, src, cuts[:, sl])
-        errors.append(frame_mse(v, noise[:, :, sl] - z[:, :, sl]))
+        errors.append(frame_mse(v, noise[:, :, sl] - z[:, :, sl], cells[:, sl] if cells is not None else None))
         with torch.no_grad():
             write = ChunkAttention(bank, policy, Routing(), chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=True)
             model(z[:, :, sl], torch.zeros(b, n, device=dev), _detached(ctx), fp, write, cuts[:, sl], skip_head=True)

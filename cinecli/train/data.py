@@ -27,6 +27,7 @@ class LatentClip:
     cuts: tuple[bool, ...]  # per latent frame: follows a hard cut
     returns: tuple[bool, ...] = ()  # per latent frame: a scene back from beyond the recent window (empty: unknown)
     firsts: tuple[bool, ...] = ()  # per latent frame: a scene seen for the first time, after a cut (empty: unknown)
+    characters: np.ndarray | None = None  # bool [F, h, w]: latent cells a character covers (`character_cells`)
 
 
 def latent_conditioning(prompts: list[str], cuts: list[bool], stride: int) -> tuple[tuple[str, ...], tuple[bool, ...]]:
@@ -37,13 +38,16 @@ def latent_conditioning(prompts: list[str], cuts: list[bool], stride: int) -> tu
     return lp, lc
 
 
-def world_clips(seed: int, frames: int, stride: int, width: int, height: int, fps: int, montage: float = 0.5) -> Iterator[LatentClip]:
-    from cinecli.world.dataset import clip_scenes, first_sightings, returning, training_clips
+def world_clips(seed: int, frames: int, stride: int, width: int, height: int, fps: int, montage: float = 0.5,
+                cell: int = 8) -> Iterator[LatentClip]:
+    """`cell`: the autoencoder's spatial stride, the size of a latent cell in pixels."""
+    from cinecli.world.dataset import character_cells, clip_scenes, first_sightings, returning, training_clips
 
     for clip in training_clips(seed, frames=frames, width=width, height=height, fps=fps, montage=montage):
         prompts, cuts = latent_conditioning(list(clip.prompts), [bool(c) for c in clip.cuts], stride)
         scenes = clip_scenes(clip)[::stride][: len(prompts)]
-        yield LatentClip(np.ascontiguousarray(clip.frames), prompts, cuts, tuple(returning(scenes, RECENT_FRAMES)), tuple(first_sightings(scenes)))
+        yield LatentClip(np.ascontiguousarray(clip.frames), prompts, cuts, tuple(returning(scenes, RECENT_FRAMES)), tuple(first_sightings(scenes)),
+                         character_cells(clip, stride, cell))
 
 
 class WorldClips(IterableDataset):
@@ -68,6 +72,7 @@ class Batch:
     cuts: Tensor  # bool [B, F]
     returns: Tensor | None = None  # bool [B, F]: see `LatentClip.returns`
     firsts: Tensor | None = None  # bool [B, F]: see `LatentClip.firsts`
+    characters: Tensor | None = None  # bool [B, F, h, w]: see `LatentClip.characters`
 
     def frame_weights(self, return_weight: float, first_weight: float = 1.0) -> Tensor | None:
         """Loss weight per latent frame [B, F]: `return_weight` on returns, `first_weight` on first
@@ -79,6 +84,13 @@ class Batch:
             w = (w if w is not None else torch.ones(self.firsts.shape)) + (first_weight - 1.0) * self.firsts.float()
         return w
 
+    def cell_weights(self, character_weight: float) -> Tensor | None:
+        """Loss weight per latent cell [B, F, h, w]: `character_weight` where a character is, 1
+        elsewhere (None: all 1, or no character cells known)."""
+        if self.characters is None or character_weight == 1.0:
+            return None
+        return 1.0 + (character_weight - 1.0) * self.characters.float()
+
 
 def collate(clips: list[LatentClip]) -> Batch:
     return Batch(
@@ -87,6 +99,7 @@ def collate(clips: list[LatentClip]) -> Batch:
         cuts=torch.tensor([c.cuts for c in clips], dtype=torch.bool),
         returns=torch.tensor([c.returns for c in clips], dtype=torch.bool) if all(c.returns for c in clips) else None,
         firsts=torch.tensor([c.firsts for c in clips], dtype=torch.bool) if all(c.firsts for c in clips) else None,
+        characters=torch.from_numpy(np.stack([c.characters for c in clips])) if all(c.characters is not None for c in clips) else None,
     )
 
 
@@ -103,9 +116,16 @@ def video_to_model(video: Tensor, device: torch.device) -> Tensor:
     return video.to(device, non_blocking=True).permute(0, 4, 1, 2, 3).float().div(127.5).sub(1.0)
 
 
-def frame_mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Squared error of [B, C, F, H, W] tensors, averaged per latent frame → [B, F]."""
-    return (pred.float() - target.float()).pow(2).mean(dim=(1, 3, 4))
+def frame_mse(pred: Tensor, target: Tensor, cells: Tensor | None = None) -> Tensor:
+    """Squared error of [B, C, F, H, W] tensors, averaged per latent frame → [B, F].
+
+    `cells` [B, F, H, W] weighs each latent cell (`Batch.cell_weights`); the mean stays over all
+    cells, so a frame with weighted cells counts more than one without.
+    """
+    err = (pred.float() - target.float()).pow(2).mean(dim=1)
+    if cells is not None:
+        err = err * cells.to(err.device)
+    return err.mean(dim=(2, 3))
 
 
 def weighted_mean(per_frame: Tensor, weights: Tensor | None) -> Tensor:
@@ -120,6 +140,7 @@ def weighted_mean(per_frame: Tensor, weights: Tensor | None) -> Tensor:
     return (per_frame * w).sum() / w.sum()
 
 
-def weighted_mse(pred: Tensor, target: Tensor, weights: Tensor | None) -> Tensor:
-    """MSE of [B, C, F, H, W] tensors with a weight per latent frame [B, F] (None: plain MSE)."""
-    return weighted_mean(frame_mse(pred, target), weights)
+def weighted_mse(pred: Tensor, target: Tensor, weights: Tensor | None, cells: Tensor | None = None) -> Tensor:
+    """MSE of [B, C, F, H, W] tensors with a weight per latent frame [B, F] and per latent cell
+    [B, F, H, W] (None: unweighted)."""
+    return weighted_mean(frame_mse(pred, target, cells), weights)

@@ -58,6 +58,7 @@ class DistillConfig:
     init: str = ""  # the student starts from these weights (default: the teacher's), to continue a distillation
     return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
     first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
+    character_weight: float = 1.0  # loss weight of latent cells a character covers (`character_cells`)
     rollout: float = 0.0  # share of steps whose clean past is the student's own rollout (see the module docstring)
     max_minutes: float = 0.0  # wall-clock budget (0: none)
 
@@ -140,7 +141,7 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, student.rope, z.dtype, dev)
     v = student(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts)[:, :, f:].float()
     x0 = x.float() - sigma[:, None, :, None, None] * v
-    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight))
+    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight), batch.cell_weights(cfg.character_weight))
 
 
 @torch.no_grad()

@@ -140,3 +140,22 @@ def first_sightings(scenes: list[str]) -> list[bool]:
 def clip_scenes(clip: Clip) -> list[str]:
     """The setting each frame of a clip shows."""
     return [clip.film.shots[int(si)].setting_id for si in clip.shot_index]
+
+
+def character_cells(clip: Clip, stride: int, cell: int) -> np.ndarray:
+    """bool [F, H/cell, W/cell]: latent cells a character covers in any of the `stride` video
+    frames of latent frame F (bounding boxes from the world's ground truth).
+
+    Characters are a few percent of a frame's pixels but every claim a prompt makes about
+    looks and cast is about them: the loss can weigh these cells up (`character_weight`).
+    """
+    from cinecli.world.render import frame_truth
+
+    t, h, w = clip.frames.shape[:3]
+    cells = np.zeros((t // stride, -(-h // cell), -(-w // cell)), dtype=bool)
+    for k in range(cells.shape[0] * stride):
+        for ch in frame_truth(clip.film, int(clip.film_frames[k])).characters:
+            x0, y0, x1, y1 = ch.bbox
+            cells[k // stride, y0 // cell : -(-y1 // cell), x0 // cell : -(-x1 // cell)] = True
+    return cells
+
