@@ -9,11 +9,13 @@ against the world's ground truth. Rows:
     (14 past latent frames: camr = 3 recent chunks + top-5 routed, window = 5 sink + 3 recent),
     and window without sink frames (the 5 most recent chunks: 15 frames, one more than camr);
   - base model (multi-step ODE) + camr, for the student-vs-base comparison.
-On request (`--rows`): the base model with window / none (its own memory ablation); the student
+On request (`--rows`): the world's own frames ("ground truth", the ceiling) and the same frames
+encoded and decoded by the autoencoder (the ceiling it leaves any generator); the base model with window / none (its own memory ablation); the student
 with int8 weights (`--quantize int8`), for the quality cost of 8 bits; camr with the budget split
 differently; memory taken from the last denoising step instead of a clean pass; the student with
 classifier-free guidance 1.5 or 2 against the empty prompt.
-`--weights DIR` tests DIR/student.safetensors and DIR/base.safetensors instead of the shipped ones.
+`--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
+DIR/autoencoder.safetensors it holds instead of the shipped ones.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 import torch
 
 from cinecli.eval.report import evaluate
+from cinecli.model.autoencoder import load_autoencoder
 from cinecli.model.bundle import load_default, load_generator
 from cinecli.model.formats import film_format
 from cinecli.render.director import Director, RenderOptions
@@ -50,6 +53,8 @@ class Row(NamedTuple):
 
 
 ROWS = {
+    "ground truth": Row("truth", MemorySettings("camr", 3, 5, 0)),
+    "ground truth through the autoencoder": Row("autoencoder", MemorySettings("camr", 3, 5, 0)),
     "student camr": Row("student", MemorySettings("camr", 3, 5, 0)),
     "student window": Row("student", MemorySettings("window", 3, 5, 5)),
     "student window recent-only": Row("student", MemorySettings("window", 5, 5, 0)),
@@ -75,6 +80,14 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     sp, fmt = load_screenplay_resolving(script, film_format)
     sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=row.memory))
     plan = plan_film(sp, fmt)
+    if row.variant in ("truth", "autoencoder"):  # the world's own frames, as they are or through the autoencoder
+        from cinecli.world.render import render_frames
+
+        frames = render_frames(film, 0, film.total_frames)
+        if row.variant == "autoencoder":
+            frames = round_trip(bundle.autoencoder, frames)
+        report = evaluate(frames, plan, truth=film)
+        return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report)}, 0.0
     out = work / "film.mp4"
     t = time.perf_counter()
     director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
@@ -84,7 +97,32 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         pass
     seconds = time.perf_counter() - t
     report = evaluate(read_video(out), plan, truth=film)
-    return {k: getattr(report, k) for k in KEYS}, seconds
+    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report)}, seconds
+
+
+@torch.no_grad()
+def round_trip(ae, frames: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """uint8 [T, H, W, 3] encoded and decoded by the autoencoder: the ceiling it sets on any generator."""
+    t = frames.shape[0]
+    pad = (-t) % ae.temporal_stride
+    video = torch.from_numpy(np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])).float() / 127.5 - 1.0
+    out = ae.decode(ae.encode(video.permute(3, 0, 1, 2).unsqueeze(0)))[0, :, :t]
+    return ((out.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def claim_kind(what: str) -> str:
+    """'setting:forest' → 'setting', 'look:red fox' → 'look', 'framing:closeup' stays whole."""
+    kind = what.split(":", 1)[0]
+    return what if kind == "framing" else kind
+
+
+def claim_scores(report) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+    """Every checked prompt claim of a film by kind: what alignment is made of, to see which fails."""
+    out: dict[str, list[float]] = {}
+    for shot in report.shots:
+        for part in shot.parts:
+            out.setdefault(claim_kind(part.what), []).append(part.score)
+    return out
 
 
 def main() -> None:
@@ -94,7 +132,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=40.0)
     ap.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated rows of: {'; '.join(ROWS)}")
     ap.add_argument("--seeds", default="", help="comma-separated benchmark film seeds (instead of the shortest films with returns)")
-    ap.add_argument("--weights", type=Path, default=None, help="a folder with student/base.safetensors to test instead of the shipped ones")
+    ap.add_argument("--weights", type=Path, default=None, help="a folder with student/base/autoencoder.safetensors to test instead of the shipped ones")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -112,10 +150,13 @@ def main() -> None:
     def load(variant: str):  # type: ignore[no-untyped-def]
         bundle = load_default(variant)
         if args.weights is not None:
-            load_generator(bundle.transformer, bundle.text_encoder, args.weights / f"{variant}.safetensors")
+            if (args.weights / f"{variant}.safetensors").exists():
+                load_generator(bundle.transformer, bundle.text_encoder, args.weights / f"{variant}.safetensors")
+            if (args.weights / "autoencoder.safetensors").exists():
+                bundle = dataclasses.replace(bundle, autoencoder=load_autoencoder(args.weights / "autoencoder.safetensors"))
         return bundle
 
-    loaders = {"student": lambda: load("student"), "base": lambda: load("base"),
+    loaders = {"truth": lambda: None, "autoencoder": lambda: load("student"), "student": lambda: load("student"), "base": lambda: load("base"),
                "student-int8": lambda: load("student").quantize("int8", torch.device("cpu"))}
     bundles = {name: loaders[name]() for name in {ROWS[row].variant for row in rows}}
     results: dict[str, list[dict]] = {}
@@ -143,6 +184,23 @@ def main() -> None:
         cells = [f"{mean(row, k):.3f}" if mean(row, k) is not None else "–" for k in KEYS]
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {timing[row] / video_seconds:.2f} |")
     table = "\n".join(lines)
+
+    def stderr(row: str, key: str) -> float | None:
+        vals = [r[key] for r in results[row] if r.get(key) is not None]
+        return float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None
+
+    # The films differ far more than the rows do on some metrics (drift runs 0-1 across films):
+    # the standard error of each mean says which differences between rows the films can carry.
+    spread = ["| row | " + " | ".join(f"± {k}" for k in KEYS) + " |", "|" + "---|" * (len(KEYS) + 1)]
+    for row in results:
+        spread.append(f"| {row} | " + " | ".join(f"{stderr(row, k):.3f}" if stderr(row, k) is not None else "–" for k in KEYS) + " |")
+    table += "\n\nStandard error of each mean over the films:\n\n" + "\n".join(spread)
+    kinds = sorted({k for row in results for r in results[row] for k in r["claims"]})
+    claims = ["| row | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 1)]
+    for row in results:
+        pooled = {k: [x for r in results[row] for x in r["claims"].get(k, [])] for k in kinds}
+        claims.append(f"| {row} | " + " | ".join(f"{np.mean(v):.3f} ({len(v)})" if v else "–" for v in pooled.values()) + " |")
+    table += "\n\nAlignment by kind of claim (mean score over every checked claim, and how many):\n\n" + "\n".join(claims)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     print(table)
     if args.out:

@@ -162,3 +162,19 @@ def test_train_smoke_checkpoint_resume(tmp_path: Path) -> None:
     assert (tmp_path / "reconstruction.png").exists()
     m = load_autoencoder(out)
     assert m.config == TINY and bool((m.latent_std > 0).all())
+
+
+def test_decoder_fine_tune_keeps_the_latent_space(tmp_path: Path) -> None:
+    """`train: decoder` changes the decoder only: the encoder and latent statistics that every
+    generator was trained with stay bit for bit, so shipped generators keep working."""
+    first = replace(load_train_config(ROOT / "configs/train/autoencoder-smoke.yaml"),
+                    width=W, height=H, model=TINY, steps=2, holdout_clips=2)
+    start = train_autoencoder(first, out_dir=tmp_path / "a")
+    tuned = train_autoencoder(replace(first, steps=3, init=str(start), train="decoder", lr=1e-2), out_dir=tmp_path / "b")
+    a, b = load_autoencoder(start), load_autoencoder(tuned)
+    sa, sb = a.state_dict(), b.state_dict()
+    for name in sa:
+        same = torch.equal(sa[name], sb[name])
+        assert same == (not name.startswith("decoder.")), name
+    with pytest.raises(ValueError, match="init"):
+        replace(first, train="decoder")

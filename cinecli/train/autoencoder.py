@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, save_autoencoder
+from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, load_autoencoder, save_autoencoder
 from cinecli.train.config import load_yaml_config
 
 __all__ = [
@@ -71,6 +71,9 @@ class AETrainConfig:
     checkpoint_every: int = 500
     holdout_clips: int = 32  # for evaluation and latent statistics
     max_minutes: float = 0.0  # wall-clock budget (0: none): training stops there and finishes normally
+    init: str = ""  # start from these autoencoder weights (safetensors) instead of random
+    train: str = "all"  # "all" | "decoder": the encoder and latent statistics frozen, so the latent
+    #                     space, and every generator trained in it, stays valid
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
 
     def __post_init__(self) -> None:
@@ -84,6 +87,10 @@ class AETrainConfig:
             raise ValueError(f"data must be auto|world|synthetic, got {self.data!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
+        if self.train not in ("all", "decoder"):
+            raise ValueError(f"train must be all|decoder, got {self.train!r}")
+        if self.train == "decoder" and not self.init:
+            raise ValueError("train: decoder needs init: the weights whose encoder stays as it is")
 
 
 def load_train_config(path: Path | str) -> AETrainConfig:
@@ -340,9 +347,13 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
         torch.backends.cudnn.allow_tf32 = True
 
     torch.manual_seed(cfg.seed)
-    model = VideoAutoencoder(cfg.model)
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    model = load_autoencoder(Path(cfg.init)) if cfg.init else VideoAutoencoder(cfg.model)
+    decoder_only = cfg.train == "decoder"
+    if decoder_only:
+        model.encoder.requires_grad_(False)
+    trained = [p for p in (model.decoder if decoder_only else model).parameters()]
+    decay = [p for p in trained if p.dim() > 1]
+    no_decay = [p for p in trained if p.dim() <= 1]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr, betas=(0.9, 0.99), **({"fused": True} if use_cuda else {}),
@@ -372,10 +383,15 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
         for g in opt.param_groups:
             g["lr"] = lr
         with acc.autocast():
-            recon, _ = forward(x)
+            if decoder_only:  # the encoder's latents as the generators were trained on them
+                with torch.no_grad():
+                    z = raw.encode(x)
+                recon = raw.decode_raw(z)[0]
+            else:
+                recon, _ = forward(x)
         loss, parts = recon_loss(recon, x, cfg)
         acc.backward(loss)
-        gnorm = acc.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        gnorm = acc.clip_grad_norm_(trained, cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
@@ -397,10 +413,12 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
             _save_checkpoint(out_dir, raw, opt, step, cfg)
 
     # held-out quality and the per-channel latent statistics diffusion will normalise with
+    # (kept from `init` when only the decoder trained: the generators were trained with them)
     p, z = evaluate(raw, holdout, device, acc.autocast)
-    z = z.transpose(0, 1).reshape(cfg.model.latent_channels, -1).double()  # [C, N*f*h*w]
-    raw.latent_mean.copy_(z.mean(1).float().to(device))
-    raw.latent_std.copy_(z.std(1).clamp_min(1e-6).float().to(device))
+    if not decoder_only:
+        z = z.transpose(0, 1).reshape(cfg.model.latent_channels, -1).double()  # [C, N*f*h*w]
+        raw.latent_mean.copy_(z.mean(1).float().to(device))
+        raw.latent_std.copy_(z.std(1).clamp_min(1e-6).float().to(device))
     emit({"step": step, "eval_psnr": p, "latent_mean": raw.latent_mean.tolist(),
           "latent_std": raw.latent_std.tolist()})
     _save_strip(raw, holdout[0], device, out_dir / "reconstruction.png")
