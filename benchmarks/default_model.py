@@ -10,10 +10,11 @@ against the world's ground truth. Rows:
     and window without sink frames (the 5 most recent chunks: 15 frames, one more than camr);
   - base model (multi-step ODE) + camr, for the student-vs-base comparison.
 On request (`--rows`): the world's own frames ("ground truth", the ceiling) and the same frames
-encoded and decoded by the autoencoder (the ceiling it leaves any generator); the base model with window / none (its own memory ablation); the student
-with int8 weights (`--quantize int8`), for the quality cost of 8 bits; camr with the budget split
-differently; memory taken from the last denoising step instead of a clean pass; the student with
-classifier-free guidance 1.5 or 2 against the empty prompt.
+encoded and decoded by the autoencoder (the ceiling it leaves any generator); the base model
+with window / none (its own memory ablation); the student with int8 weights (`--quantize
+int8`), for the quality cost of 8 bits; camr with the budget split differently; memory taken
+from the last denoising step instead of a clean pass; the student with classifier-free
+guidance 1.5 or 2 against the empty prompt.
 `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
 DIR/autoencoder.safetensors it holds instead of the shipped ones.
 """
@@ -86,8 +87,7 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         frames = render_frames(film, 0, film.total_frames)
         if row.variant == "autoencoder":
             frames = round_trip(bundle.autoencoder, frames)
-        report = evaluate(frames, plan, truth=film)
-        return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report)}, 0.0
+        return scores(evaluate(frames, plan, truth=film)), 0.0
     out = work / "film.mp4"
     t = time.perf_counter()
     director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
@@ -96,8 +96,12 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t
-    report = evaluate(read_video(out), plan, truth=film)
-    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report)}, seconds
+    return scores(evaluate(read_video(out), plan, truth=film)), seconds
+
+
+def scores(report) -> dict:  # type: ignore[no-untyped-def]
+    """The film's metrics, and its checked prompt claims by kind."""
+    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report)}
 
 
 @torch.no_grad()
@@ -168,32 +172,31 @@ def main() -> None:
             for i, film in enumerate(films):
                 work = Path(tmp) / f"{i}"
                 work.mkdir(exist_ok=True)
-                scores, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
-                results[row].append(scores)
+                got, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
+                results[row].append(got)
                 timing[row] += seconds
-                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: scores.get(k) for k in KEYS}}), flush=True)
+                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: got.get(k) for k in KEYS}}), flush=True)
     video_seconds = sum(f.total_frames / f.fps for f in films)
 
-    def mean(row: str, key: str) -> float | None:
-        vals = [r[key] for r in results[row] if r.get(key) is not None]
-        return float(np.mean(vals)) if vals else None
+    def values(row: str, key: str) -> list[float]:
+        return [r[key] for r in results[row] if r.get(key) is not None]
+
+    def cell(x: float | None) -> str:
+        return f"{x:.3f}" if x is not None else "–"
 
     header = "| row | " + " | ".join(KEYS) + " | render s per film s |"
     lines = [header, "|" + "---|" * (len(KEYS) + 2)]
     for row in results:
-        cells = [f"{mean(row, k):.3f}" if mean(row, k) is not None else "–" for k in KEYS]
+        cells = [cell(float(np.mean(v)) if (v := values(row, k)) else None) for k in KEYS]
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {timing[row] / video_seconds:.2f} |")
     table = "\n".join(lines)
-
-    def stderr(row: str, key: str) -> float | None:
-        vals = [r[key] for r in results[row] if r.get(key) is not None]
-        return float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else None
 
     # The films differ far more than the rows do on some metrics (drift runs 0-1 across films):
     # the standard error of each mean says which differences between rows the films can carry.
     spread = ["| row | " + " | ".join(f"± {k}" for k in KEYS) + " |", "|" + "---|" * (len(KEYS) + 1)]
     for row in results:
-        spread.append(f"| {row} | " + " | ".join(f"{stderr(row, k):.3f}" if stderr(row, k) is not None else "–" for k in KEYS) + " |")
+        errs = [cell(float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v := values(row, k)) > 1 else None) for k in KEYS]
+        spread.append(f"| {row} | " + " | ".join(errs) + " |")
     table += "\n\nStandard error of each mean over the films:\n\n" + "\n".join(spread)
     kinds = sorted({k for row in results for r in results[row] for k in r["claims"]})
     claims = ["| row | " + " | ".join(kinds) + " |", "|" + "---|" * (len(kinds) + 1)]

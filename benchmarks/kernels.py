@@ -141,52 +141,48 @@ def channels_last(t: Tensor) -> Tensor:
     return t.contiguous(memory_format=torch.channels_last_3d if t.dim() == 5 else torch.channels_last)
 
 
-def decoder_convs(vae: WanVAE, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
-    """(name, weight shape, input shape after time padding) of every 3-D convolution, one later chunk."""
-    seen: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = []
-    hooks = []
-    for name, m in vae.named_modules():
-        if isinstance(m, CausalConv3d):
-            def hook(mod, inp, name=name):  # type: ignore[no-untyped-def]
-                x = inp[0]
-                seen.append((name, tuple(mod.weight.shape), (x.shape[0], x.shape[1], x.shape[2] + mod.time_pad, x.shape[3], x.shape[4])))
-            hooks.append(m.register_forward_pre_hook(hook))
-    state = vae.init_decode_state(1, device, dtype)
+def record_later_chunk(vae: WanVAE, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
+                       targets: list[torch.nn.Module], record: Callable[..., None]) -> None:
+    """Decode a first chunk, then a later one with `record(module, inputs)` hooked before each target."""
     z = torch.randn(1, shape[0], 3, shape[1], shape[2], device=device, dtype=dtype)
     with torch.no_grad():
-        _, state = vae.decode_chunk(z, state)
-        seen.clear()
-        vae.decode_chunk(z, state)
-    for h in hooks:
-        h.remove()
+        _, state = vae.decode_chunk(z, vae.init_decode_state(1, device, dtype))
+        hooks = [m.register_forward_pre_hook(record) for m in targets]
+        try:
+            vae.decode_chunk(z, state)
+        finally:
+            for h in hooks:
+                h.remove()
+
+
+def decoder_convs(vae: WanVAE, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """(weight shape, input shape after time padding) of every 3-D convolution, one later chunk."""
+    seen: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def record(mod, inp) -> None:  # type: ignore[no-untyped-def]
+        x = inp[0]
+        seen.append((tuple(mod.weight.shape), (x.shape[0], x.shape[1], x.shape[2] + mod.time_pad, x.shape[3], x.shape[4])))
+
+    record_later_chunk(vae, shape, device, dtype, [m for m in vae.modules() if isinstance(m, CausalConv3d)], record)
     return seen
 
 
 def resample_inputs(vae: WanVAE, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> list[tuple[int, ...]]:
     """[T, C, H, W] that each resample's upsampling convolution sees, one later chunk."""
     seen: list[tuple[int, ...]] = []
-    def low_res(mod, inp) -> None:  # type: ignore[no-untyped-def]
+
+    def record(mod, inp) -> None:  # type: ignore[no-untyped-def]
         t, c, h, w = inp[0].shape  # the conv sees the upsampled frames
         seen.append((t, c, h // 2, w // 2))
 
-    hooks = [m.resample[1].register_forward_pre_hook(low_res) for m in vae.modules() if isinstance(m, Resample)]
-    z = torch.randn(1, shape[0], 3, shape[1], shape[2], device=device, dtype=dtype)
-    with torch.no_grad():
-        _, state = vae.decode_chunk(z, vae.init_decode_state(1, device, dtype))
-        seen.clear()
-        vae.decode_chunk(z, state)
-    for h in hooks:
-        h.remove()
+    record_later_chunk(vae, shape, device, dtype, [m.resample[1] for m in vae.modules() if isinstance(m, Resample)], record)
     return seen
 
 
 def phase_resample(m: Resample) -> Callable[..., Tensor]:
     """Resample.forward with the upsampling convolution in the phase form (`phase_kernels`)."""
     def forward(x: Tensor, caches: dict[str, Tensor], first: bool) -> Tensor:
-        if m.time_conv is not None and not first:
-            y = m.time_conv(x, caches)
-            b, c2, t, h, w = y.shape
-            x = y.view(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)
+        x = m.frames(x, caches, first)
         b, c, t, h, w = x.shape
         y = phases(x.transpose(1, 2).reshape(b * t, c, h, w), m.resample[1].weight, m.resample[1].bias)
         return y.view(b, t, -1, 2 * h, 2 * w).transpose(1, 2)
@@ -195,7 +191,7 @@ def phase_resample(m: Resample) -> Callable[..., Tensor]:
 
 def part_convs(vae: WanVAE, shape, device, dtype) -> list[dict]:  # type: ignore[no-untyped-def]
     distinct: dict[tuple, int] = {}
-    for _, ws, xs in decoder_convs(vae, shape, device, dtype):
+    for ws, xs in decoder_convs(vae, shape, device, dtype):
         distinct[(ws, xs)] = distinct.get((ws, xs), 0) + 1
     rows = []
     for (ws, xs), count in distinct.items():
@@ -203,13 +199,9 @@ def part_convs(vae: WanVAE, shape, device, dtype) -> list[dict]:  # type: ignore
         w = channels_last(torch.randn(ws, device=device, dtype=dtype) / (ws[1] * ws[2] * ws[3] * ws[4]) ** 0.5)
         b = torch.randn(ws[0], device=device, dtype=dtype)
         ref = F.conv3d(x.float(), w.float(), b.float(), padding=(0, ws[-1] // 2, ws[-1] // 2))
-        row = {"part": "convs", "shape": f"w{list(ws)} x{list(xs)}", "count": count,
-               "flop": 2 * ws[0] * ws[1] * ws[2] * ws[3] * ws[4] * ref.shape[2] * ref.shape[3] * ref.shape[4]}
-        del ref
+        row = {"part": "convs", "shape": f"w{list(ws)} x{list(xs)}", "count": count, "flop": 2 * ref.numel() * ws[1] * ws[2] * ws[3] * ws[4]}
         for form, fn in CONV_FORMS.items():
-            ref = F.conv3d(x.float(), w.float(), b.float(), padding=(0, ws[-1] // 2, ws[-1] // 2))
             row[form] = {"ms": time_ms(lambda: fn(x, w, b)), "err": rel_err(fn(x, w, b), ref)}
-            del ref
         rows.append(row)
     return rows
 

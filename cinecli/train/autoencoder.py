@@ -348,10 +348,8 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
 
     torch.manual_seed(cfg.seed)
     model = load_autoencoder(Path(cfg.init)) if cfg.init else VideoAutoencoder(cfg.model)
-    decoder_only = cfg.train == "decoder"
-    if decoder_only:
-        model.encoder.requires_grad_(False)
-    trained = [p for p in (model.decoder if decoder_only else model).parameters()]
+    decoder_only = cfg.train == "decoder"  # the encoder then runs without autograd (below)
+    trained = list((model.decoder if decoder_only else model).parameters())
     decay = [p for p in trained if p.dim() > 1]
     no_decay = [p for p in trained if p.dim() <= 1]
     opt = torch.optim.AdamW(

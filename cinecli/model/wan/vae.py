@@ -147,11 +147,16 @@ class Resample(nn.Module):
         self.resample = nn.Sequential(nn.Identity(), nn.Conv2d(dim, dim // 2, 3, padding=1))
         self.time_conv = CausalConv3d(dim, dim * 2, (3, 1, 1), padding=(1, 0, 0)) if temporal else None
 
+    def frames(self, x: Tensor, caches: dict[str, Tensor], first: bool) -> Tensor:
+        """The temporal 2× (none for the film's first frame, nor without a time conv)."""
+        if self.time_conv is None or first:
+            return x
+        y = self.time_conv(x, caches)  # [b, 2c, t, h, w]: channel halves are the two output frames
+        b, c2, t, h, w = y.shape
+        return y.view(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)
+
     def forward(self, x: Tensor, caches: dict[str, Tensor], first: bool) -> Tensor:
-        if self.time_conv is not None and not first:
-            y = self.time_conv(x, caches)  # [b, 2c, t, h, w]: channel halves are the two output frames
-            b, c2, t, h, w = y.shape
-            x = y.view(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)
+        x = self.frames(x, caches, first)
         b, c, t, h, w = x.shape
         y = x.transpose(1, 2).reshape(b * t, c, h, w)
         y = F.interpolate(y.float(), scale_factor=2.0, mode="nearest-exact").to(x.dtype)
