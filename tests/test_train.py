@@ -57,16 +57,17 @@ def test_base_then_distill_smoke(tmp_path: Path) -> None:
     # resuming a finished run does no more steps and keeps the same weights
     again = train_base(cfg, tmp_path / "base", card=card, data=data, log=logs.append)
     assert len(logs) == 4 and again == base
-    dcfg = DistillConfig(steps=2, batch=2, latent_frames=6, substeps=1, autoencoder=str(ae_path), teacher=str(base), num_workers=0, log_every=1,
-                         character_weight=3.0)
+    dcfg = DistillConfig(steps=2, routed_steps=1, batch=2, routed_batch=2, latent_frames=6, routed_latent_frames=9, substeps=1, top_k=1, recent_chunks=1,
+                         autoencoder=str(ae_path), teacher=str(base), num_workers=0, log_every=1, character_weight=3.0)
     dlogs = []
-    student = train_distill(dcfg, tmp_path / "distill", card=card, data=_fake_batches(24), log=dlogs.append)
-    assert len(dlogs) == 2 and dlogs[0]["step"] == 1 and all(torch.isfinite(torch.tensor(r["loss"])) for r in dlogs)
+    student = train_distill(dcfg, tmp_path / "distill", card=card, data=_fake_batches(36), log=dlogs.append)
+    assert [r["phase"] for r in dlogs] == ["packed", "packed", "routed"]
+    assert dlogs[0]["step"] == 1 and all(torch.isfinite(torch.tensor(r["loss"])) for r in dlogs)
     load_generator(model, text, student)
     # a longer run in the same folder continues from step 2, not from the start (on its own rollouts)
-    more = dataclasses.replace(dcfg, steps=3, rollout=1.0)
-    train_distill(more, tmp_path / "distill", card=card, data=_fake_batches(24), log=dlogs.append)
-    assert [r["step"] for r in dlogs] == [1, 2, 3]
+    more = dataclasses.replace(dcfg, steps=4, routed_steps=0, rollout=1.0)
+    train_distill(more, tmp_path / "distill", card=card, data=_fake_batches(36), log=dlogs.append)
+    assert [r["step"] for r in dlogs] == [1, 2, 3, 4]
 
 
 def test_return_weighting_counts_returning_frames_more() -> None:
@@ -168,3 +169,47 @@ def test_student_rollout_is_the_film_generation_renders() -> None:
                             lambda k, step: frame_noise(seeds[k], step, (cfg.in_channels, h, w)))
     torch.testing.assert_close(other[:, :, :3], film[:, :, :3])
     assert not torch.allclose(other[:, :, 6:], film[:, :, 6:])
+
+
+def _per_frame(ctx, index: list[int]):  # type: ignore[no-untyped-def]
+    return type(ctx)(tuple(k[:, index] for k in ctx.keys), tuple(v[:, index] for v in ctx.values))
+
+
+def test_routed_distillation_teacher_sees_what_generation_sees() -> None:
+    """Routed distillation's teacher, given generation's own film as the clean past, lands on every
+    chunk generation rendered: the same routed active sets, guidance and steps, so the student is
+    taught the teacher's answers to the memory it will itself attend to."""
+    from cinecli.memory.bank import BankSpec, MemoryBank
+    from cinecli.memory.policies import CamrPolicy
+    from cinecli.model.config import preset
+    from cinecli.model.transformer import WanTransformer
+    from cinecli.sampling.generator import ChunkGenerator, ChunkRequest, SamplerConfig, frame_noise
+    from cinecli.train.distill import ClipMemory, routed_student_errors
+
+    cfg = preset("tiny", dim=64, num_layers=2, num_heads=2, ffn_dim=128, text_dim=32, freq_dim=32, text_len=6, in_channels=4, out_channels=4)
+    torch.manual_seed(1)
+    teacher, student = WanTransformer(cfg).eval(), WanTransformer(cfg).eval()
+    h, w, chunk, chunks = 4, 6, 3, 5
+    f = chunk * chunks
+    emb = torch.randn(1, 2, cfg.text_len, cfg.text_dim, generator=torch.Generator().manual_seed(2))
+    prompts = [0] * 7 + [1] * 8
+    cuts = [i in (0, 7) for i in range(f)]
+    seeds = [list(range(c * chunk, (c + 1) * chunk)) for c in range(chunks)]
+    rows, cols = cfg.grid(h, w)
+    policy = CamrPolicy(recent_chunks=1, top_k=2)  # 15 frames, budget 5: routing chooses from the third chunk on
+    dcfg = DistillConfig(chunk_frames=chunk, student_steps=3, substeps=1, guidance=2.5, shift=5.0)
+    cond, uncond = teacher.encode_text(emb), teacher.encode_text(torch.zeros_like(emb[:, :1]))
+    bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim))
+    gen = ChunkGenerator(teacher, bank, policy, SamplerConfig(steps=3, shift=5.0, mode="ode", guidance=2.5),
+                         latent_shape=(cfg.in_channels, h, w), chunk_frames=chunk)
+    film = torch.cat([gen.generate(ChunkRequest(c, tuple(prompts[c * chunk:(c + 1) * chunk]), tuple(cuts[c * chunk:(c + 1) * chunk]), tuple(seeds[c])),
+                                   cond, uncond).latents for c in range(chunks)], dim=2)
+    noise = torch.cat([frame_noise(seeds[c], 0, (cfg.in_channels, h, w)) for c in range(chunks)], dim=2)
+    # training contexts hold one prompt per latent frame (`encode_prompts`); generation's index a prompt list
+    t_cond, t_uncond, s_text = _per_frame(cond, prompts), _per_frame(uncond, [0] * f), _per_frame(student.encode_text(emb), prompts)
+    level = torch.randint(0, 3, (1, chunks), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        errors, targets = routed_student_errors(ClipMemory.open(teacher, film, policy), ClipMemory.open(student, film, policy),
+                                                (t_cond, t_uncond, s_text), film, noise, torch.tensor([cuts]), level, dcfg)
+    torch.testing.assert_close(targets, film, atol=1e-4, rtol=1e-4)
+    assert errors.shape == (1, f) and bool(torch.isfinite(errors).all()) and float(errors.min()) > 0

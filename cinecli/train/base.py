@@ -67,11 +67,11 @@ class BaseTrainConfig:
     max_minutes: float = 0.0  # wall-clock budget (0: none); the schedule and the phase switch follow time then
 
 
-def progress(step: int, total: int, elapsed: float, cfg: BaseTrainConfig) -> float:
-    """Fraction of the run done, by steps or by the time budget, whichever is further along."""
+def progress(step: int, total: int, elapsed: float, max_minutes: float) -> float:
+    """Fraction of the run done, by steps or by the time budget (0: none), whichever is further along."""
     p = step / max(1, total)
-    if cfg.max_minutes > 0:
-        p = max(p, elapsed / (60 * cfg.max_minutes))
+    if max_minutes > 0:
+        p = max(p, elapsed / (60 * max_minutes))
     return min(p, 1.0)
 
 
@@ -153,12 +153,13 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
         errors.append(frame_mse(v, noise[:, :, sl] - z[:, :, sl], cells[:, sl] if cells is not None else None))
         with torch.no_grad():
             write = ChunkAttention(bank, policy, Routing(), chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=True)
-            model(z[:, :, sl], torch.zeros(b, n, device=dev), _detached(ctx), fp, write, cuts[:, sl], skip_head=True)
+            model(z[:, :, sl], torch.zeros(b, n, device=dev), detached(ctx), fp, write, cuts[:, sl], skip_head=True)
             bank.commit()
     return weighted_mean(torch.cat(errors, dim=1), batch.frame_weights(cfg.return_weight, cfg.first_weight))
 
 
-def _detached(ctx: TextContext) -> TextContext:
+def detached(ctx: TextContext) -> TextContext:
+    """Prompt keys/values cut from the graph: a memory write must not carry gradient into later chunks."""
     return TextContext(tuple(k.detach() for k in ctx.keys), tuple(v.detach() for v in ctx.values))
 
 
@@ -268,7 +269,7 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
     logf = (out_dir / "log.jsonl").open("a")
     packed_share = cfg.steps / max(1, total)
     while True:
-        p = progress(step, total, time.time() - t0, cfg)
+        p = progress(step, total, time.time() - t0, cfg.max_minutes)
         if p >= 1.0:
             break
         is_routed = cfg.routed_steps > 0 and p >= packed_share

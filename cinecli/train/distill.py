@@ -5,6 +5,12 @@ probability-flow ODE (Euler, classifier-free guidance) for every chunk of a pack
 chunk conditioned on the clean past exactly as in generation; the student learns to jump from
 the trajectory's state at each of its own four noise levels straight to the teacher's end point.
 
+With `routed_steps` > 0, a last phase distils chunk by chunk through memory, as generation runs:
+teacher and student each keep a bank of the clip's clean past and attend to the CAMR active set
+(recent chunks + routed older frames) instead of the whole clip. The base model's own last phase
+does the same (`cinecli.train.base.routed_loss`); without it the student never sees, in training,
+the compacted, routed past it attends to at inference.
+
 With `rollout` > 0, that share of steps takes the clean past from the student's own film of the
 clip (rolled out chunk by chunk with its four steps) instead of from the data, and the teacher's
 trajectories are conditioned on that film: at inference the student's past is its own output,
@@ -24,6 +30,9 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
+from cinecli.memory.active import ChunkAttention, Routing
+from cinecli.memory.bank import BankSpec, MemoryBank
+from cinecli.memory.policies import CamrPolicy, MemoryPolicy
 from cinecli.model.attention import SequenceAttention
 from cinecli.model.autoencoder import VideoAutoencoder, load_autoencoder
 from cinecli.model.bundle import build_modules, load_generator, save_generator
@@ -31,15 +40,21 @@ from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
-from cinecli.train.base import encode_prompts, prepare_trainee, save_train_state, start_stage, to_latents
-from cinecli.train.data import Batch, batches, weighted_mse
+from cinecli.train.base import detached, encode_prompts, prepare_trainee, progress, save_train_state, start_stage, to_latents
+from cinecli.train.data import Batch, batches, frame_mse, weighted_mean, weighted_mse
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    steps: int = 1000
+    steps: int = 1000  # packed steps (the whole clip in one pass, block-causal)
+    routed_steps: int = 0  # then: chunk-by-chunk steps through memory with the CAMR active set
     batch: int = 16
+    routed_batch: int = 16
     latent_frames: int = 18
+    routed_latent_frames: int = 36  # longer clips for routed steps, so history exceeds the budget
+    routed_montage: float = 1.0  # share of montage clips (the ones that revisit scenes) in routed batches
+    top_k: int = 5
+    recent_chunks: int = 3
     chunk_frames: int = 3
     student_steps: int = 4
     shift: float = 5.0
@@ -60,7 +75,7 @@ class DistillConfig:
     first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
     character_weight: float = 1.0  # loss weight of latent cells a character covers (`character_cells`)
     rollout: float = 0.0  # share of steps whose clean past is the student's own rollout (see the module docstring)
-    max_minutes: float = 0.0  # wall-clock budget (0: none)
+    max_minutes: float = 0.0  # wall-clock budget (0: none); with routed steps the phase switch follows time then
 
 
 def teacher_grid(levels: Tensor, substeps: int) -> Tensor:
@@ -160,6 +175,115 @@ def own_film(student: WanTransformer, text: WordTextEncoder, z: Tensor, batch: B
     return student_rollout(student, ctx, fp, batch.cuts.to(z.device), tuple(z.shape), cfg.chunk_frames, levels, draw).to(z.dtype)
 
 
+@dataclass
+class ClipMemory:
+    """One model's memory of a clip's clean past during routed distillation: its bank and the grid.
+
+    Teacher and student each keep their own, since each attends to its own keys and values.
+    """
+
+    model: WanTransformer
+    bank: MemoryBank
+    policy: MemoryPolicy
+    rows: int
+    cols: int
+
+    @classmethod
+    def open(cls, model: WanTransformer, z: Tensor, policy: MemoryPolicy) -> ClipMemory:
+        mc = model.config
+        rows, cols = mc.grid(z.shape[-2], z.shape[-1])
+        spec = BankSpec(mc.num_layers, z.shape[0], rows * cols, mc.num_heads, mc.head_dim, dtype=z.dtype, device=z.device)
+        return cls(model, MemoryBank(spec), policy, rows, cols)
+
+    def source(self, routing: Routing, frames: int, write: bool = False) -> ChunkAttention:
+        return ChunkAttention(self.bank, self.policy, routing, chunk_frames=frames, rows=self.rows, cols=self.cols,
+                              rope=self.model.rope, write=write)
+
+    def forward(self, x: Tensor, sigma: Tensor, text: TextContext, fp: Tensor, cuts: Tensor, routing: Routing) -> Tensor:
+        """Velocity of chunk `x` at noise levels `sigma` [B, f] against the routed active set."""
+        return self.model(x, sigma * 1000, text, fp, self.source(routing, x.shape[2]), cuts).float()
+
+    @torch.no_grad()
+    def remember(self, clean: Tensor, text: TextContext, fp: Tensor, cuts: Tensor, routing: Routing) -> None:
+        """The clean chunk's keys/values enter the bank (the pass generation makes at t = 0)."""
+        b, _, f = clean.shape[:3]
+        self.model(clean, torch.zeros(b, f, device=clean.device), text, fp, self.source(routing, f, write=True), cuts, skip_head=True)
+        self.bank.commit()
+
+
+@torch.no_grad()
+def routed_teacher_chunk(memory: ClipMemory, noise: Tensor, cond: TextContext, uncond: TextContext, fp: Tensor, cuts: Tensor,
+                         grid: list[float], substeps: int, guidance: float, routing: Routing) -> tuple[list[Tensor], Tensor]:
+    """The teacher's guided Euler trajectory of one chunk against its routed active set.
+
+    Mirrors `ChunkGenerator.generate` in `ode` mode: routing is fixed by the first prompted pass
+    and shared by the unprompted one. Returns the states at the student's levels and the end point.
+    """
+    b, f = noise.shape[0], noise.shape[2]
+    x, states = noise.float(), []
+    for i, (s, s_next) in enumerate(zip(grid[:-1], grid[1:])):
+        if i % substeps == 0:
+            states.append(x.clone())
+        sigma = torch.full((b, f), s, device=noise.device)
+        v_c = memory.forward(x.to(noise.dtype), sigma, cond, fp, cuts, routing)
+        v_u = memory.forward(x.to(noise.dtype), sigma, uncond, fp, cuts, routing)
+        x = x + (s_next - s) * (v_u + guidance * (v_c - v_u))
+    return states, x
+
+
+def routed_student_errors(teacher: ClipMemory, student: ClipMemory, texts: tuple[TextContext, TextContext, TextContext], z: Tensor,
+                          noise: Tensor, cuts: Tensor, level: Tensor, cfg: DistillConfig, cells: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per-frame errors [B, F] of the student's jumps, chunk by chunk through both memories, and the
+    teacher's end points [B, C, F, H, W].
+
+    `texts`: the teacher's prompted and unprompted contexts and the student's; `level` [B, chunks]:
+    the student level each chunk starts from. The clean past is the data `z`, as in the packed
+    phase. The student routes from its first level's state (pure noise), as generation routes at
+    the first step, then takes its gradient pass from the drawn level against that routing.
+    """
+    cond, uncond, s_text = texts
+    b, _, f = z.shape[:3]
+    dev = z.device
+    levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas()
+    grid = teacher_grid(levels, cfg.substeps).tolist()
+    errors, targets = [], []
+    for c, start in enumerate(range(0, f, cfg.chunk_frames)):
+        sl = slice(start, min(start + cfg.chunk_frames, f))
+        n = sl.stop - sl.start
+        fp = torch.arange(sl.start, sl.stop, device=dev).expand(b, -1)
+        cut = cuts[:, sl]
+        t_routing = Routing()
+        states, target = routed_teacher_chunk(teacher, noise[:, :, sl], cond, uncond, fp, cut, grid, cfg.substeps, cfg.guidance, t_routing)
+        k = level[:, c].to(dev)
+        x = torch.stack(states)[k, torch.arange(b, device=dev)]  # each clip's state at its drawn level
+        sigma = levels.to(dev).float()[k][:, None].expand(b, n)
+        s_routing = Routing()
+        if student.bank.num_frames > (student.policy.budget(n) or 0):  # routing chooses: fix it from the noise
+            with torch.no_grad():
+                student.forward(states[0].to(z.dtype), torch.full((b, n), float(levels[0]), device=dev), s_text, fp, cut, s_routing)
+        v = student.forward(x.to(z.dtype), sigma, s_text, fp, cut, Routing(frames=dict(s_routing.frames)))
+        x0 = x.float() - sigma[:, None, :, None, None] * v
+        errors.append(frame_mse(x0, target, cells[:, sl] if cells is not None else None))
+        targets.append(target)
+        teacher.remember(z[:, :, sl], cond, fp, cut, t_routing)
+        student.remember(z[:, :, sl], detached(s_text), fp, cut, s_routing)
+    return torch.cat(errors, dim=1), torch.cat(targets, dim=2)
+
+
+def routed_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTransformer, t_text: WordTextEncoder, z: Tensor, batch: Batch,
+                cfg: DistillConfig, gen: torch.Generator) -> Tensor:
+    """Distillation loss of one batch chunk by chunk through memory with the CAMR active set."""
+    b, _, f = z.shape[:3]
+    policy = CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k)
+    texts = (encode_prompts(t_text, teacher, batch.prompts, 0.0, gen), encode_prompts(t_text, teacher, [("",) * f] * b, 0.0, gen),
+             encode_prompts(s_text, student, batch.prompts, 0.0, gen))
+    noise = torch.randn(z.shape, generator=gen).to(z.device)
+    level = torch.randint(0, cfg.student_steps, (b, -(-f // cfg.chunk_frames)), generator=gen)
+    errors, _ = routed_student_errors(ClipMemory.open(teacher, z, policy), ClipMemory.open(student, z, policy), texts, z, noise,
+                                      batch.cuts.to(z.device), level, cfg, batch.cell_weights(cfg.character_weight))
+    return weighted_mean(errors, batch.frame_weights(cfg.return_weight, cfg.first_weight))
+
+
 def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
                   ae: VideoAutoencoder | None = None, log=print) -> Path:
     acc, card = start_stage(out_dir, cfg.seed, cfg.precision, card)
@@ -172,29 +296,40 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     tr = prepare_trainee(acc, card, out_dir, init=cfg.init or cfg.teacher, lr=cfg.lr, weight_decay=0.0, ema=cfg.ema)
     student, s_text, raw_s, raw_t, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step
     gen = torch.Generator().manual_seed(cfg.seed + step)
-    source = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
+    total = cfg.steps + cfg.routed_steps
+    packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
+    routed = None
     t0 = time.time()
     logf = (out_dir / "log.jsonl").open("a")
-    while step < cfg.steps and not (cfg.max_minutes > 0 and time.time() - t0 > 60 * cfg.max_minutes):
+    while True:
+        p = progress(step, total, time.time() - t0, cfg.max_minutes)
+        if p >= 1.0:
+            break
+        is_routed = cfg.routed_steps > 0 and p >= cfg.steps / total
+        if is_routed and routed is None:
+            routed = data or batches(cfg.seed + 7 + step, batch=cfg.routed_batch, frames=cfg.routed_latent_frames * card.temporal_stride,
+                                     workers=cfg.num_workers, montage=cfg.routed_montage)
         step += 1
-        batch = next(source)
+        batch = next(routed if is_routed else packed)  # type: ignore[arg-type]
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps)
         z = to_latents(ae, batch, dev)
-        noise = torch.randn(z.shape, generator=gen).to(dev)
-        own = cfg.rollout > 0 and torch.rand((), generator=gen).item() < cfg.rollout
         with acc.autocast():
-            if own:  # the clean past becomes the student's own film of the clip
-                z = own_film(student, s_text, z, batch, cfg, gen)
-            states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, noise)
-            loss = student_loss(student, s_text, z, batch, cfg, states, target, gen)
+            if is_routed:
+                loss = routed_loss(student, s_text, teacher, t_text, z, batch, cfg, gen)
+            else:
+                noise = torch.randn(z.shape, generator=gen).to(dev)
+                if cfg.rollout > 0 and torch.rand((), generator=gen).item() < cfg.rollout:
+                    z = own_film(student, s_text, z, batch, cfg, gen)  # the clean past becomes the student's own film of the clip
+                states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, noise)
+                loss = student_loss(student, s_text, z, batch, cfg, states, target, gen)
         acc.backward(loss)
         acc.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema.update()
-        if step % cfg.log_every == 0 or step == cfg.steps or step == 1:
-            rec = {"step": step, "loss": round(loss.item(), 5), "elapsed": round(time.time() - t0, 1)}
+        if step % cfg.log_every == 0 or step == total or step == 1:
+            rec = {"step": step, "phase": "routed" if is_routed else "packed", "loss": round(loss.item(), 5), "elapsed": round(time.time() - t0, 1)}
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
             log(rec)
