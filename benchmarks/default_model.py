@@ -14,7 +14,8 @@ encoded and decoded by the autoencoder (the ceiling it leaves any generator); th
 with window / none (its own memory ablation); the student with int8 weights (`--quantize
 int8`), for the quality cost of 8 bits; camr with the budget split differently; memory taken
 from the last denoising step instead of a clean pass; the student with classifier-free
-guidance 1.5 or 2 against the empty prompt.
+guidance 1.5 or 2 against the empty prompt; camr with a recent window bounded by the shot
+(`shot_window`: after a hard cut only routing brings earlier shots back).
 `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
 DIR/autoencoder.safetensors it holds instead of the shipped ones.
 """
@@ -70,6 +71,8 @@ ROWS = {
     "student camr last-step memory": Row("student", MemorySettings("camr", 3, 5, 0), memory_pass="last-step"),
     "student camr guidance 1.5": Row("student", MemorySettings("camr", 3, 5, 0), guidance=1.5),
     "student camr guidance 2": Row("student", MemorySettings("camr", 3, 5, 0), guidance=2.0),
+    "student camr shot window": Row("student", MemorySettings("camr", 3, 5, 0, shot_window=True)),
+    "base camr shot window (16 ODE steps)": Row("base", MemorySettings("camr", 3, 5, 0, shot_window=True), 16),
 }
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
@@ -100,8 +103,27 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
 
 
 def scores(report) -> dict:  # type: ignore[no-untyped-def]
-    """The film's metrics, and its checked prompt claims by kind."""
-    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report)}
+    """The film's metrics, its checked prompt claims by kind, and each shot's claims in order."""
+    shots = [{"cut": shot.cut, "parts": [[part.what, part.score] for part in shot.parts]} for shot in report.shots]
+    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report), "shots": shots}
+
+
+def look_occasions(shots: list[dict]) -> dict[str, list[float]]:
+    """A film's look claims by occasion: in its first shot; in a later shot naming a look no earlier
+    shot named (a new character after a cut); naming one an earlier shot named (a return).
+
+    Memory can only carry a character from shot to shot, so where looks fail tells whether the
+    model draws a named look badly or carries the previous shot's characters into a new one.
+    """
+    out: dict[str, list[float]] = {}
+    seen: set[str] = set()
+    for i, shot in enumerate(shots):
+        looks = [(what, score) for what, score in shot["parts"] if what.startswith("look:")]
+        for what, score in looks:
+            kind = "first shot" if i == 0 else ("named before" if what in seen else "new after a cut")
+            out.setdefault(kind, []).append(score)
+        seen.update(what for what, _ in looks)
+    return out
 
 
 @torch.no_grad()
@@ -204,6 +226,12 @@ def main() -> None:
         pooled = {k: [x for r in results[row] for x in r["claims"].get(k, [])] for k in kinds}
         claims.append(f"| {row} | " + " | ".join(f"{np.mean(v):.3f} ({len(v)})" if v else "–" for v in pooled.values()) + " |")
     table += "\n\nAlignment by kind of claim (mean score over every checked claim, and how many):\n\n" + "\n".join(claims)
+    occasions = ("first shot", "new after a cut", "named before")
+    looks = ["| row | " + " | ".join(occasions) + " |", "|" + "---|" * (len(occasions) + 1)]
+    for row in results:
+        pooled = {k: [x for r in results[row] for x in look_occasions(r["shots"]).get(k, [])] for k in occasions}
+        looks.append(f"| {row} | " + " | ".join(f"{np.mean(v):.3f} ({len(v)})" if v else "–" for v in pooled.values()) + " |")
+    table += "\n\nLook claims by occasion (mean score, and how many):\n\n" + "\n".join(looks)
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     print(table)
     if args.out:

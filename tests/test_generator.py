@@ -219,3 +219,41 @@ def test_last_step_memory_skips_the_clean_pass() -> None:
     assert calls == {"clean": 3 * 4, "last-step": 3 * 3}
     assert torch.equal(outs["clean"][0], outs["last-step"][0])  # no memory yet
     assert not torch.allclose(outs["clean"][2], outs["last-step"][2])
+
+
+def test_shot_window_stops_at_the_hard_cut() -> None:
+    """With `shot_window`, the recent window holds no frame from before the chunk's hard cut:
+    right after the cut only routed frames remain, and the window refills as the shot goes on.
+    Without it, the last shot's frames stay in the window across the cut."""
+    desc = torch.randn(1, 30, 2, 8, generator=torch.Generator().manual_seed(0))
+    query = torch.randn(1, 2, 8, generator=torch.Generator().manual_seed(1))
+    bounded, plain = CamrPolicy(recent_chunks=3, top_k=5, shot_window=True), CamrPolicy(recent_chunks=3, top_k=5)
+    at_cut = bounded.select(30, CHUNK, query, desc, shot_start=30)[0].tolist()
+    assert len(at_cut) == 5 and max(at_cut) < 30  # routed frames only: no window yet
+    assert plain.select(30, CHUNK, query, desc, shot_start=30)[0].tolist()[-9:] == list(range(21, 30))
+    later = bounded.select(30, CHUNK, query, desc, shot_start=24)[0].tolist()
+    assert later[-6:] == list(range(24, 30)) and len(later) == 11  # window = the shot's own 6 frames
+    assert all(f < 24 for f in later[:5])
+    window = WindowPolicy(recent_chunks=3, shot_window=True)
+    assert window.select(30, CHUNK, None, desc, shot_start=27)[0].tolist() == [27, 28, 29]
+
+
+def test_chunk_requests_know_where_their_shot_began() -> None:
+    """The director tells each chunk the latent frame of its shot's hard cut; a continued take
+    ("continue") does not start a new shot for the window."""
+    from pathlib import Path
+
+    from cinecli.render.director import chunk_request
+    from cinecli.screenplay import FilmFormat, TemporalGrid, parse_screenplay_text, plan_film
+
+    fmt = FilmFormat(model="default", grid=TemporalGrid(4, False), chunk_frames=3, spatial_multiple=16, resolutions=((192, 128),),
+                     fps=(12,), default_resolution=(192, 128), default_fps=12, default_steps=4, max_pixels=192 * 128, vocabulary=None)
+    text = """film: {seed: 1}
+shots:
+  - {prompt: a red circle in a forest, duration: 2s}
+  - {prompt: a blue square on a beach, duration: 2s, cut: cut}
+  - {prompt: the blue square walks on, duration: 1s, cut: continue}
+"""
+    plan = plan_film(parse_screenplay_text(text, Path("t.yaml"), fmt), fmt)
+    starts = [chunk_request(plan, c)[0].shot_start for c in range(plan.num_chunks)]
+    assert starts == [0, 0, 6, 6, 6]

@@ -22,11 +22,12 @@ class MemoryPolicy(Protocol):
         """Most past frames an active set can hold (None: unbounded)."""
         ...
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
         """Past frames to attend to: [B, n] long, sorted per row.
 
         `query` is the chunk's mean query [B, H, D] (un-rotated); `descriptors` the bank's
-        per-frame mean keys [B, T, H, D].
+        per-frame mean keys [B, T, H, D]; `shot_start` the first latent frame of the chunk's shot
+        (its hard cut), for policies whose window stops there.
         """
         ...
 
@@ -45,7 +46,7 @@ class FullPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return None
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
         return _arange(descriptors.shape[0], 0, num_frames, descriptors.device)
 
 
@@ -59,7 +60,7 @@ class NoMemoryPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return 0
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
         return _arange(descriptors.shape[0], 0, 0, descriptors.device)
 
 
@@ -69,17 +70,28 @@ class WindowPolicy:
 
     recent_chunks: int = 3
     sink_frames: int = 0
+    shot_window: bool = False  # the recent window stops at the chunk's shot start (see `recent_start`)
     name: str = "window"
     needs_queries: bool = False
 
     def budget(self, chunk_frames: int) -> int | None:
         return self.sink_frames + self.recent_chunks * chunk_frames
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
         b, dev = descriptors.shape[0], descriptors.device
-        recent_start = max(0, num_frames - self.recent_chunks * chunk_frames)
-        sink_end = min(self.sink_frames, recent_start)
-        return torch.cat([_arange(b, 0, sink_end, dev), _arange(b, recent_start, num_frames, dev)], dim=1)
+        start = recent_start(num_frames, self.recent_chunks * chunk_frames, shot_start if self.shot_window else 0)
+        sink_end = min(self.sink_frames, start)
+        return torch.cat([_arange(b, 0, sink_end, dev), _arange(b, start, num_frames, dev)], dim=1)
+
+
+def recent_start(num_frames: int, window: int, shot_start: int) -> int:
+    """First frame of the recent window: `window` frames back, but not before `shot_start`.
+
+    A window bounded by the shot holds no frame of the shot before a hard cut: continuity
+    across a cut is then left to content-aware routing, which brings back an earlier shot's
+    frames only where they match the chunk, instead of always handing the new shot the last one.
+    """
+    return max(0, num_frames - window, min(shot_start, num_frames))
 
 
 def relevance(query: Tensor, descriptors: Tensor) -> Tensor:
@@ -98,36 +110,37 @@ class CamrPolicy:
     recent_chunks: int = 3
     top_k: int = 5
     sink_frames: int = 0
+    shot_window: bool = False  # the recent window stops at the chunk's shot start (see `recent_start`)
     name: str = "camr"
     needs_queries: bool = True
 
     def budget(self, chunk_frames: int) -> int | None:
         return self.sink_frames + self.recent_chunks * chunk_frames + self.top_k
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
         b, dev = descriptors.shape[0], descriptors.device
-        recent_start = max(0, num_frames - self.recent_chunks * chunk_frames)
-        sink_end = min(self.sink_frames, recent_start)
-        recent = _arange(b, recent_start, num_frames, dev)
+        start = recent_start(num_frames, self.recent_chunks * chunk_frames, shot_start if self.shot_window else 0)
+        sink_end = min(self.sink_frames, start)
+        recent = _arange(b, start, num_frames, dev)
         sink = _arange(b, 0, sink_end, dev)
-        older = recent_start - sink_end  # candidates: frames between sink and window
+        older = start - sink_end  # candidates: frames between sink and window
         if older <= self.top_k:
-            routed = _arange(b, sink_end, recent_start, dev)
+            routed = _arange(b, sink_end, start, dev)
         else:
             assert query is not None, "camr needs the chunk's queries"
-            scores = relevance(query, descriptors[:, sink_end:recent_start])
+            scores = relevance(query, descriptors[:, sink_end:start])
             routed = scores.topk(self.top_k, dim=1).indices.sort(dim=1).values + sink_end
         return torch.cat([sink, routed, recent], dim=1)
 
 
-def make_policy(name: str, *, recent_chunks: int = 3, top_k: int = 5, sink_frames: int = 0) -> MemoryPolicy:
+def make_policy(name: str, *, recent_chunks: int = 3, top_k: int = 5, sink_frames: int = 0, shot_window: bool = False) -> MemoryPolicy:
     """Policy by the name a screenplay or the CLI uses."""
     if name == "full":
         return FullPolicy()
     if name == "none":
         return NoMemoryPolicy()
     if name == "window":
-        return WindowPolicy(recent_chunks=recent_chunks, sink_frames=sink_frames)
+        return WindowPolicy(recent_chunks=recent_chunks, sink_frames=sink_frames, shot_window=shot_window)
     if name == "camr":
-        return CamrPolicy(recent_chunks=recent_chunks, top_k=top_k, sink_frames=sink_frames)
+        return CamrPolicy(recent_chunks=recent_chunks, top_k=top_k, sink_frames=sink_frames, shot_window=shot_window)
     raise ValueError(f"unknown memory policy {name!r}; choose camr, window, full or none")

@@ -118,7 +118,12 @@ def to_uint8(video: Tensor) -> np.ndarray:
 
 def policy_for(sp: Screenplay) -> MemoryPolicy:
     m = sp.film.memory
-    return make_policy(m.policy, recent_chunks=m.recent_chunks, top_k=m.top_k, sink_frames=m.sink_frames)
+    return make_policy(m.policy, recent_chunks=m.recent_chunks, top_k=m.top_k, sink_frames=m.sink_frames, shot_window=m.shot_window)
+
+
+def shot_start(plan: Plan, latent: int) -> int:
+    """The latent frame of the last hard cut at or before `latent` (0 if none): where its shot began."""
+    return next((i for i in range(latent, -1, -1) if plan.latents[i].cut), 0)
 
 
 def chunk_request(plan: Plan, chunk: int) -> tuple[ChunkRequest, tuple[str, ...]]:
@@ -133,6 +138,7 @@ def chunk_request(plan: Plan, chunk: int) -> tuple[ChunkRequest, tuple[str, ...]
         prompts=tuple(local.index(lf.prompt) for lf in latents),
         cuts=tuple(lf.cut for lf in latents),
         noise_seeds=tuple(lf.noise_seed for lf in latents),
+        shot_start=shot_start(plan, plan.chunk_latents(chunk).start),
     )
     return req, tuple(plan.prompts[i] for i in local)
 

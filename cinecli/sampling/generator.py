@@ -49,6 +49,7 @@ class ChunkRequest:
     prompts: tuple[int, ...]  # index into the generator's prompt list, per latent frame
     cuts: tuple[bool, ...]
     noise_seeds: tuple[int, ...]
+    shot_start: int = 0  # latent frame of the hard cut that began the chunk's first frame's shot
 
     @property
     def frames(self) -> int:
@@ -104,10 +105,10 @@ class ChunkGenerator:
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
-    def _source(self, routing: Routing, frames: int, write: bool) -> ChunkAttention:
+    def _source(self, routing: Routing, req: ChunkRequest, write: bool) -> ChunkAttention:
         return ChunkAttention(
-            self.bank, self.policy, routing, chunk_frames=frames, rows=self.rows, cols=self.cols,
-            rope=self.model.rope, write=write, rotate=self.model.rotate,
+            self.bank, self.policy, routing, chunk_frames=req.frames, rows=self.rows, cols=self.cols,
+            rope=self.model.rope, write=write, rotate=self.model.rotate, shot_start=req.shot_start,
         )
 
     def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, uncond: TextContext | None, routing: Routing,
@@ -115,16 +116,16 @@ class ChunkGenerator:
         model = self.model
         fp, cut = cond
         t = torch.full((1, req.frames), sigma * 1000.0, device=self.device)
-        src = self._source(routing, req.frames, write=write)
+        src = self._source(routing, req, write=write)
         self.calls += 1
         v = model(x, t, text, fp, src, cut)
         if uncond is not None and self.sampler.guidance != 1.0:
             self.calls += 1
-            v_u = model(x, t, uncond, torch.zeros_like(fp), self._source(routing, req.frames, write=False), cut)  # memory takes the prompted pass
+            v_u = model(x, t, uncond, torch.zeros_like(fp), self._source(routing, req, write=False), cut)  # memory takes the prompted pass
             v = v_u + self.sampler.guidance * (v - v_u)
         return v.float()
 
-    def _route_on_estimate(self, x0: Tensor, cond: tuple[Tensor, Tensor], text: TextContext, frames: int) -> Routing:
+    def _route_on_estimate(self, x0: Tensor, cond: tuple[Tensor, Tensor], text: TextContext, req: ChunkRequest) -> Routing:
         """Routing computed from the queries of the chunk's first clean estimate (one pass at t = 0).
 
         At the first denoising step the chunk is pure noise and its queries carry only what the
@@ -137,9 +138,9 @@ class ChunkGenerator:
         """
         fp, cut = cond
         routing = Routing()
-        t0 = torch.zeros(1, frames, device=self.device)
+        t0 = torch.zeros(1, req.frames, device=self.device)
         self.calls += 1
-        self.model(x0, t0, text, fp, self._source(routing, frames, write=False), cut, skip_head=True)
+        self.model(x0, t0, text, fp, self._source(routing, req, write=False), cut, skip_head=True)
         return routing
 
     def _routing_chooses(self, frames: int) -> bool:
@@ -176,21 +177,21 @@ class ChunkGenerator:
             reroute = i == 0 and s_next > 0 and self._routing_chooses(req.frames)
             if self.sampler.mode == "ode":
                 if reroute:
-                    routing = self._route_on_estimate(predict_x0(x.float(), v, s).to(self.dtype), (fp, cut), text, req.frames)
+                    routing = self._route_on_estimate(predict_x0(x.float(), v, s).to(self.dtype), (fp, cut), text, req)
                 x = (x.float() + (s_next - s) * v).to(self.dtype)
                 x0 = x
             else:
                 estimate = predict_x0(x.float(), v, s)
                 x0 = estimate.to(self.dtype)
                 if reroute:
-                    routing = self._route_on_estimate(x0, (fp, cut), text, req.frames)
+                    routing = self._route_on_estimate(x0, (fp, cut), text, req)
                 if s_next > 0:
                     x = add_noise(estimate, frame_noise(req.noise_seeds, i + 1, self.latent_shape).to(self.device), s_next).to(self.dtype)
         # 2. clean pass at t = 0: the chunk's keys and values enter memory
         if not last_step:
             t0 = torch.zeros(1, req.frames, device=self.device)
             self.calls += 1
-            self.model(x0, t0, text, fp, self._source(routing, req.frames, write=True), cut, skip_head=True)
+            self.model(x0, t0, text, fp, self._source(routing, req, write=True), cut, skip_head=True)
         self.bank.commit()
         past = routing.active_frames()
         tokens = (past + req.frames) * self.rows * self.cols

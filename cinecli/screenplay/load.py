@@ -44,7 +44,7 @@ SEED_LIMIT = 2**63
 
 TOP_KEYS = ("film", "shots")
 FILM_KEYS = ("title", "model", "resolution", "fps", "seed", "memory", "quantize", "steps")
-MEMORY_KEYS = ("policy", "recent_chunks", "top_k", "sink_frames")
+MEMORY_KEYS = ("policy", "recent_chunks", "top_k", "sink_frames", "shot_window")
 SHOT_KEYS = ("id", "duration", "prompt", "cut", "seed", "events")
 EVENT_KEYS = ("at", "prompt")
 
@@ -279,6 +279,14 @@ def _int(node: Node, path: str, low: int, high: int, report: _Report, what: str 
     return value
 
 
+def _flag(node: Node, path: str, report: _Report) -> bool | None:
+    """true or false (YAML's yes/on spellings too, as YAML reads them)."""
+    if not isinstance(node, ScalarNode) or node.tag != _TAG + "bool":
+        report.add(node, path, "true or false")
+        return None
+    return bool(yaml.constructor.SafeConstructor().construct_object(node))
+
+
 def _seed(node: Node, path: str, report: _Report) -> int | None:
     return _int(node, path, 0, SEED_LIMIT - 1, report, "a whole number seed, 0 or more (below 2^63)")
 
@@ -432,6 +440,8 @@ def _memory(node: Node, report: _Report) -> MemorySettings | None:
             parsed[key] = getattr(defaults, key)
         elif key == "policy":
             parsed[key] = _choice(value_node, "film.memory.policy", MEMORY_POLICIES, report)
+        elif key == "shot_window":
+            parsed[key] = _flag(value_node, "film.memory.shot_window", report)
         else:
             parsed[key] = _int(value_node, f"film.memory.{key}", 0, 1_000_000, report,
                                "a whole number, 0 or more")

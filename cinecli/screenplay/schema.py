@@ -28,6 +28,7 @@ class MemorySettings:
     recent_chunks: int = 3
     top_k: int = 5
     sink_frames: int = 0
+    shot_window: bool = False  # the recent window never reaches back across the shot's hard cut
 
 
 @dataclass(frozen=True)

@@ -254,7 +254,8 @@ def shot_hashes(sp: Screenplay) -> tuple[str, ...]:
     digest = _sha256_json({
         "model": film.model, "width": film.width, "height": film.height, "fps": film.fps,
         "seed": film.seed, "quantize": film.quantize, "steps": film.steps,
-        "memory": [film.memory.policy, film.memory.recent_chunks, film.memory.top_k, film.memory.sink_frames],
+        "memory": [film.memory.policy, film.memory.recent_chunks, film.memory.top_k, film.memory.sink_frames]
+        + ([True] if film.memory.shot_window else []),  # only when on, so hashes of earlier renders still match
     })
     hashes: list[str] = []
     for shot in sp.shots:

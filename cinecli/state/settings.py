@@ -46,6 +46,7 @@ def frame_settings(sp: Screenplay, plan: Plan, *, model: str, weights_id: str, c
         "memory_recent_chunks": film.memory.recent_chunks,
         "memory_top_k": film.memory.top_k,
         "memory_sink_frames": film.memory.sink_frames,
+        **({"memory_shot_window": True} if film.memory.shot_window else {}),  # only when on, as `compiled`
         "quantize": film.quantize,
         "steps": steps,
         "sampler": sampler,
