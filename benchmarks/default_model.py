@@ -14,7 +14,8 @@ encoded and decoded by the autoencoder (the ceiling it leaves any generator); th
 with window / none (its own memory ablation); the student with int8 weights (`--quantize
 int8`), for the quality cost of 8 bits; camr with the budget split differently; memory taken
 from the last denoising step instead of a clean pass; the student with classifier-free
-guidance 1.5 or 2 against the empty prompt; camr with a recent window bounded by the shot
+guidance 1.5 or 2 against the empty prompt; the student with 8 steps instead of the 4 it was
+distilled for; camr with a recent window bounded by the shot
 (`shot_window`: after a hard cut only routing brings earlier shots back).
 `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
 DIR/autoencoder.safetensors it holds instead of the shipped ones.
@@ -71,6 +72,7 @@ ROWS = {
     "student camr last-step memory": Row("student", MemorySettings("camr", 3, 5, 0), memory_pass="last-step"),
     "student camr guidance 1.5": Row("student", MemorySettings("camr", 3, 5, 0), guidance=1.5),
     "student camr guidance 2": Row("student", MemorySettings("camr", 3, 5, 0), guidance=2.0),
+    "student camr (8 steps)": Row("student", MemorySettings("camr", 3, 5, 0), 8),
     "student camr shot window": Row("student", MemorySettings("camr", 3, 5, 0, shot_window=True)),
     "base camr shot window (16 ODE steps)": Row("base", MemorySettings("camr", 3, 5, 0, shot_window=True), 16),
 }
