@@ -61,6 +61,13 @@ def test_full_film_section_is_read() -> None:
     assert sp.shots[0].duration_frames == 48
 
 
+def test_shot_window_is_read_and_noted_where_no_window_exists() -> None:
+    sp = parse("film:\n  memory: {policy: camr, shot_window: true}\nshots:\n  - {duration: 2s, prompt: x}\n")
+    assert sp.film.memory == MemorySettings("camr", shot_window=True) and sp.notes == ()
+    sp = parse("film:\n  memory: {policy: full, shot_window: yes}\nshots:\n  - {duration: 2s, prompt: x}\n")
+    assert sp.notes == ("film.memory.shot_window is only used by the camr and window policies, not full",)
+
+
 @pytest.mark.parametrize("written, frames", [
     ("4s", 48), ("2.5s", 30), ("48f", 48), ("4", 48), ("2.5", 30), ('"3 s"', 36), ("1S", 12), ("0.5s", 6),
 ])

@@ -90,6 +90,8 @@ def recent_start(num_frames: int, window: int, shot_start: int) -> int:
     A window bounded by the shot holds no frame of the shot before a hard cut: continuity
     across a cut is then left to content-aware routing, which brings back an earlier shot's
     frames only where they match the chunk, instead of always handing the new shot the last one.
+    The default model was trained with the last shot in its window across every cut, and this
+    measured worse on it (docs/DEFAULT_MODEL_EVAL.md): an ablation, off by default.
     """
     return max(0, num_frames - window, min(shot_start, num_frames))
 
