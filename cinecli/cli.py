@@ -315,7 +315,7 @@ def _print_inspect(info: dict) -> None:  # type: ignore[type-arg]
 def train(
     stage: str = typer.Argument(..., help="autoencoder, base or distill.", show_default=False),
     config: Path = typer.Argument(..., help="The stage's YAML config.", show_default=False),
-    out: Path = typer.Argument(..., help="Output folder (checkpoints, logs, final weights).", show_default=False),
+    out: Path = typer.Argument(..., help="Output folder (checkpoints, log.jsonl, loss.png, final weights); run again to resume.", show_default=False),
 ) -> None:
     """Train a stage of the default model on the procedural multi-shot world."""
     from cinecli.train.config import ConfigError

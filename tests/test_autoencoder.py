@@ -160,6 +160,7 @@ def test_train_smoke_checkpoint_resume(tmp_path: Path) -> None:
     assert steps == [1, 2, 3, 4, 5]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in records if "loss" in r)
     assert (tmp_path / "reconstruction.png").exists()
+    assert (tmp_path / "loss.png").exists()
     m = load_autoencoder(out)
     assert m.config == TINY and bool((m.latent_std > 0).all())
 

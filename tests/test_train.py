@@ -27,6 +27,14 @@ def _fake_batches(frames: int, b: int = 2):
                     characters=torch.rand(b, f, 4, 6, generator=g) < 0.2)
 
 
+def test_loss_series_groups_phases_and_skips_other_lines() -> None:
+    from cinecli.train.logs import loss_series
+
+    lines = ['{"step": 1, "phase": "packed", "loss": 0.5}', '{"step": 2, "phase": "routed", "loss": 0.4}',
+             '{"step": 3, "eval_psnr": 24.0}', "not json", '{"step": 4, "loss": NaN, "phase": "routed"}', '{"step": 5, "loss": 0.3}']
+    assert loss_series(lines) == {"packed": [(1.0, 0.5)], "routed": [(2.0, 0.4)], "loss": [(5.0, 0.3)]}
+
+
 def test_latent_conditioning_takes_first_frame_of_each_latent() -> None:
     prompts = ["a"] * 8 + ["b"] * 4
     cuts = [True] + [False] * 7 + [True] + [False] * 3
@@ -51,6 +59,7 @@ def test_base_then_distill_smoke(tmp_path: Path) -> None:
     data = _fake_batches(24)
     base = train_base(cfg, tmp_path / "base", card=card, data=data, log=logs.append)
     assert [r["phase"] for r in logs] == ["packed", "packed", "routed", "routed"]
+    assert (tmp_path / "base" / "loss.png").stat().st_size > 0  # the loss curve beside the log
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logs)
     model, text, _ = build_modules(card)
     load_generator(model, text, base)
@@ -62,6 +71,7 @@ def test_base_then_distill_smoke(tmp_path: Path) -> None:
     dlogs = []
     student = train_distill(dcfg, tmp_path / "distill", card=card, data=_fake_batches(36), log=dlogs.append)
     assert [r["phase"] for r in dlogs] == ["packed", "packed", "routed"]
+    assert (tmp_path / "distill" / "loss.png").stat().st_size > 0
     assert dlogs[0]["step"] == 1 and all(torch.isfinite(torch.tensor(r["loss"])) for r in dlogs)
     load_generator(model, text, student)
     # a longer run in the same folder continues from step 2, not from the start (on its own rollouts)

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, load_autoencoder, save_autoencoder
 from cinecli.train.config import load_yaml_config
+from cinecli.train.logs import plot_log
 
 __all__ = [
     "AETrainConfig",
@@ -420,5 +421,6 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
     emit({"step": step, "eval_psnr": p, "latent_mean": raw.latent_mean.tolist(),
           "latent_std": raw.latent_std.tolist()})
     _save_strip(raw, holdout[0], device, out_dir / "reconstruction.png")
+    plot_log(log_path, out_dir / "loss.png", "autoencoder: reconstruction loss")
     return save_autoencoder(raw, out_dir / "autoencoder.safetensors")
 

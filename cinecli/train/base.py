@@ -32,6 +32,7 @@ from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import add_noise, shift_sigma
 from cinecli.train.data import Batch, batches, frame_mse, video_to_model, weighted_mean, weighted_mse
+from cinecli.train.logs import plot_log
 
 
 @dataclass(frozen=True)
@@ -302,5 +303,7 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
     save_generator(raw_model, raw_text, final, dtype=torch.bfloat16)
     ema.restore(backup)
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    logf.close()
+    plot_log(out_dir / "log.jsonl", out_dir / "loss.png", "base model: flow-matching loss")
     return final
 

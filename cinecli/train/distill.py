@@ -42,6 +42,7 @@ from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
 from cinecli.train.base import detached, encode_prompts, prepare_trainee, progress, save_train_state, start_stage, to_latents
 from cinecli.train.data import Batch, batches, frame_mse, weighted_mean, weighted_mse
+from cinecli.train.logs import plot_log
 
 
 @dataclass(frozen=True)
@@ -340,5 +341,7 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     final = out_dir / "student.safetensors"
     save_generator(raw_s, raw_t, final, dtype=torch.bfloat16)
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    logf.close()
+    plot_log(out_dir / "log.jsonl", out_dir / "loss.png", "4-step student: regression loss")
     return final
 
