@@ -15,7 +15,9 @@ with window / none (its own memory ablation); the student with int8 weights (`--
 int8`), for the quality cost of 8 bits; camr with the budget split differently; memory taken
 from the last denoising step instead of a clean pass; the student with classifier-free
 guidance 1.5 or 2 against the empty prompt; the student with 8 steps instead of the 4 it was
-distilled for; camr with a recent window bounded by the shot
+distilled for; the student with the base model (16 guided ODE steps) drawing the first chunk of
+every shot, each model keeping its own memory of the whole film (`KeyframeGenerator`: does the
+student keep a good first drawing?); camr with a recent window bounded by the shot
 (`shot_window`: after a hard cut only routing brings earlier shots back).
 `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
 DIR/autoencoder.safetensors it holds instead of the shipped ones.
@@ -36,11 +38,15 @@ import numpy as np
 import torch
 
 from cinecli.eval.report import evaluate
+from cinecli.memory.active import ChunkAttention, Routing
+from cinecli.memory.bank import MemoryBank
 from cinecli.model.autoencoder import load_autoencoder
 from cinecli.model.bundle import load_default, load_generator
 from cinecli.model.formats import film_format
-from cinecli.render.director import Director, RenderOptions
+from cinecli.model.transformer import TextContext
+from cinecli.render.director import Director, PromptCache, RenderOptions
 from cinecli.render.segments import read_video
+from cinecli.sampling.generator import ChunkGenerator, ChunkRequest, ChunkResult
 from cinecli.screenplay import load_screenplay_resolving, plan_film
 from cinecli.screenplay.schema import MemorySettings
 from cinecli.world.benchmark import benchmark_films, film_returns
@@ -73,11 +79,65 @@ ROWS = {
     "student camr guidance 1.5": Row("student", MemorySettings("camr", 3, 5, 0), guidance=1.5),
     "student camr guidance 2": Row("student", MemorySettings("camr", 3, 5, 0), guidance=2.0),
     "student camr (8 steps)": Row("student", MemorySettings("camr", 3, 5, 0), 8),
+    "student camr (base draws each shot's first chunk)": Row("keyframes", MemorySettings("camr", 3, 5, 0)),
     "student camr shot window": Row("student", MemorySettings("camr", 3, 5, 0, shot_window=True)),
     "base camr shot window (16 ODE steps)": Row("base", MemorySettings("camr", 3, 5, 0, shot_window=True), 16),
 }
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
+
+
+class PairedPrompts:
+    """Prompt encodings for two models at once: the director asks once, each model gets its own."""
+
+    def __init__(self, student: PromptCache, base: PromptCache) -> None:
+        self.student, self.base = student, base
+
+    def context(self, prompts: tuple[str, ...]) -> tuple[TextContext, TextContext]:
+        return self.student.context(prompts), self.base.context(prompts)
+
+
+class KeyframeGenerator:
+    """The student generates, except the first chunk of each shot, which the base model draws.
+
+    Each model keeps its own memory bank of the whole film: the chunk one model drew enters the
+    other's bank through that model's clean pass at t = 0, as teacher forcing writes data. An
+    experiment (one extra clean pass per chunk, a full guided ODE per shot), not a render mode.
+    """
+
+    def __init__(self, student: ChunkGenerator, base: ChunkGenerator) -> None:
+        self.student, self.base = student, base
+        self.sampler = base.sampler  # guidance above 1: the director then encodes the empty prompt too
+
+    @staticmethod
+    @torch.no_grad()
+    def remember(gen: ChunkGenerator, req: ChunkRequest, latents: torch.Tensor, text: TextContext) -> None:
+        fp = torch.tensor([req.prompts], device=gen.device)
+        cut = torch.tensor([req.cuts], device=gen.device)
+        t0 = torch.zeros(1, req.frames, device=gen.device)
+        src = ChunkAttention(gen.bank, gen.policy, Routing(), chunk_frames=req.frames, rows=gen.rows, cols=gen.cols,
+                             rope=gen.model.rope, write=True, shot_start=req.shot_start)
+        gen.model(latents, t0, text, fp, src, cut, skip_head=True)
+        gen.bank.commit()
+
+    def generate(self, req: ChunkRequest, text: tuple[TextContext, TextContext], uncond: tuple[TextContext, TextContext] | None = None) -> ChunkResult:
+        if req.cuts[0]:  # a hard cut at the chunk's first frame (or the film's start)
+            result = self.base.generate(req, text[1], uncond[1] if uncond else None)
+            self.remember(self.student, req, result.latents, text[0])
+        else:
+            result = self.student.generate(req, text[0])
+            self.remember(self.base, req, result.latents, text[1])
+        return result
+
+
+def keyframe_director(director: Director, base_bundle) -> None:  # type: ignore[no-untyped-def]
+    """Turn a student's director into the keyframe experiment (`KeyframeGenerator`)."""
+    own = director.generator
+    bank = MemoryBank(dataclasses.replace(own.bank.spec))
+    base = ChunkGenerator(base_bundle.transformer, bank, own.policy, base_bundle.sampler(16), latent_shape=own.latent_shape,
+                          chunk_frames=own.chunk_frames)
+    director.generator = KeyframeGenerator(own, base)  # type: ignore[assignment]
+    director.prompts = PairedPrompts(director.prompts, PromptCache(base_bundle, director.device, director.dtype))  # type: ignore[assignment]
 
 
 def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
@@ -95,9 +155,12 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         return scores(evaluate(frames, plan, truth=film)), 0.0
     out = work / "film.mp4"
     t = time.perf_counter()
-    director = Director(sp, plan, bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
-    own = director.generator.sampler
-    director.generator.sampler = dataclasses.replace(own, memory_pass=row.memory_pass, guidance=own.guidance if row.guidance is None else row.guidance)
+    director = Director(sp, plan, bundle[0] if row.variant == "keyframes" else bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
+    if row.variant == "keyframes":
+        keyframe_director(director, bundle[1])
+    else:
+        own = director.generator.sampler
+        director.generator.sampler = dataclasses.replace(own, memory_pass=row.memory_pass, guidance=own.guidance if row.guidance is None else row.guidance)
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t
@@ -185,7 +248,8 @@ def main() -> None:
         return bundle
 
     loaders = {"truth": lambda: None, "autoencoder": lambda: load("student"), "student": lambda: load("student"), "base": lambda: load("base"),
-               "student-int8": lambda: load("student").quantize("int8", torch.device("cpu"))}
+               "student-int8": lambda: load("student").quantize("int8", torch.device("cpu")),
+               "keyframes": lambda: (load("student"), load("base"))}
     bundles = {name: loaders[name]() for name in {ROWS[row].variant for row in rows}}
     results: dict[str, list[dict]] = {}
     timing: dict[str, float] = {}
