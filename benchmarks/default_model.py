@@ -14,7 +14,7 @@ encoded and decoded by the autoencoder (the ceiling it leaves any generator); th
 with window / none (its own memory ablation); the student with int8 weights (`--quantize
 int8`), for the quality cost of 8 bits; camr with the budget split differently; memory taken
 from the last denoising step instead of a clean pass; the student with classifier-free
-guidance 1.5 or 2 against the empty prompt; the student with 8 steps instead of the 4 it was
+guidance 1.25, 1.5 or 2 against the empty prompt; the student with 8 steps instead of the 4 it was
 distilled for; the student with the base model (16 guided ODE steps) drawing the first chunk of
 every shot, each model keeping its own memory of the whole film (`KeyframeGenerator`: does the
 student keep a good first drawing?); camr with a recent window bounded by the shot
@@ -76,6 +76,7 @@ ROWS = {
     "student camr int8": Row("student-int8", MemorySettings("camr", 3, 5, 0)),
     "student camr (1 recent chunk + top-11)": Row("student", MemorySettings("camr", 1, 11, 0)),
     "student camr last-step memory": Row("student", MemorySettings("camr", 3, 5, 0), memory_pass="last-step"),
+    "student camr guidance 1.25": Row("student", MemorySettings("camr", 3, 5, 0), guidance=1.25),
     "student camr guidance 1.5": Row("student", MemorySettings("camr", 3, 5, 0), guidance=1.5),
     "student camr guidance 2": Row("student", MemorySettings("camr", 3, 5, 0), guidance=2.0),
     "student camr (8 steps)": Row("student", MemorySettings("camr", 3, 5, 0), 8),

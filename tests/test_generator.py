@@ -257,3 +257,23 @@ shots:
     plan = plan_film(parse_screenplay_text(text, Path("t.yaml"), fmt), fmt)
     starts = [chunk_request(plan, c)[0].shot_start for c in range(plan.num_chunks)]
     assert starts == [0, 0, 6, 6, 6]
+
+
+def test_film_guidance_overrides_the_models_sampler() -> None:
+    """`film.guidance` changes only the guidance of the model's sampler; unset, the model's own stays."""
+    from pathlib import Path
+
+    from cinecli.render.director import film_sampler
+    from cinecli.screenplay import FilmFormat, TemporalGrid, parse_screenplay_text
+
+    class Model:  # the one method film_sampler asks of a ModelBundle
+        def sampler(self, steps: int | None = None) -> SamplerConfig:
+            return SamplerConfig(steps=steps or 4, guidance=1.0)
+
+    fmt = FilmFormat(model="default", grid=TemporalGrid(4, False), chunk_frames=3, spatial_multiple=16, resolutions=((192, 128),),
+                     fps=(12,), default_resolution=(192, 128), default_fps=12, default_steps=4, max_pixels=192 * 128, vocabulary=None)
+    shots = "shots:\n  - {prompt: a red circle in a forest, duration: 2s}\n"
+    guided = parse_screenplay_text("film: {guidance: 1.5, steps: 6}\n" + shots, Path("g.yaml"), fmt)
+    plain = parse_screenplay_text(shots, Path("p.yaml"), fmt)
+    assert film_sampler(Model(), guided) == SamplerConfig(steps=6, guidance=1.5)  # type: ignore[arg-type]
+    assert film_sampler(Model(), plain) == SamplerConfig(steps=4, guidance=1.0)  # type: ignore[arg-type]

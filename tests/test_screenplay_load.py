@@ -61,6 +61,12 @@ def test_full_film_section_is_read() -> None:
     assert sp.shots[0].duration_frames == 48
 
 
+def test_guidance_is_a_number_and_defaults_to_the_model() -> None:
+    assert parse("shots:\n  - {duration: 2s, prompt: x}\n").film.guidance is None
+    assert parse("film: {guidance: 1.5}\nshots:\n  - {duration: 2s, prompt: x}\n").film.guidance == 1.5
+    assert parse("film: {guidance: 2}\nshots:\n  - {duration: 2s, prompt: x}\n").film.guidance == 2.0
+
+
 def test_shot_window_is_read_and_noted_where_no_window_exists() -> None:
     sp = parse("film:\n  memory: {policy: camr, shot_window: true}\nshots:\n  - {duration: 2s, prompt: x}\n")
     assert sp.film.memory == MemorySettings("camr", shot_window=True) and sp.notes == ()

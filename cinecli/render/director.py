@@ -10,7 +10,7 @@ a resumed render continues exactly where the last checkpoint left off.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -26,7 +26,7 @@ from cinecli.model.transformer import TextContext
 from cinecli.render import events as ev
 from cinecli.render.segments import SegmentStore, concat
 from cinecli.render.sheet import ContactSheet
-from cinecli.sampling.generator import ChunkGenerator, ChunkRequest
+from cinecli.sampling.generator import ChunkGenerator, ChunkRequest, SamplerConfig
 from cinecli.screenplay.schema import Screenplay
 from cinecli.screenplay.timeline import Plan
 
@@ -121,6 +121,12 @@ def policy_for(sp: Screenplay) -> MemoryPolicy:
     return make_policy(m.policy, recent_chunks=m.recent_chunks, top_k=m.top_k, sink_frames=m.sink_frames, shot_window=m.shot_window)
 
 
+def film_sampler(bundle: ModelBundle, sp: Screenplay, steps: int | None = None) -> SamplerConfig:
+    """The model's sampler with the film's (or the caller's) steps and the film's guidance, where set."""
+    sampler = bundle.sampler(steps or sp.film.steps)
+    return sampler if sp.film.guidance is None else replace(sampler, guidance=sp.film.guidance)
+
+
 def shot_start(plan: Plan, latent: int) -> int:
     """The latent frame of the last hard cut at or before `latent` (0 if none): where its shot began."""
     return next((i for i in range(latent, -1, -1) if plan.latents[i].cut), 0)
@@ -191,7 +197,7 @@ class Director:
         self.policy = policy_for(sp)
         self.session = new_session(bundle, plan, options, self.device, self.dtype)
         self.generator = ChunkGenerator(
-            bundle.transformer, self.session.bank, self.policy, bundle.sampler(steps or sp.film.steps),
+            bundle.transformer, self.session.bank, self.policy, film_sampler(bundle, sp, steps),
             latent_shape=bundle.latent_shape(plan.width, plan.height), chunk_frames=plan.chunk_frames,
         )
         self.prompts = PromptCache(bundle, self.device, self.dtype)

@@ -11,6 +11,7 @@ length is built.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -39,11 +40,12 @@ MAX_FILM_SECONDS = 4 * 3600
 MAX_PROMPT_CHARS = 10_000
 MAX_ID_CHARS = 64
 STEPS_RANGE = (1, 1000)
+GUIDANCE_RANGE = (1.0, 20.0)
 ANY_FPS_RANGE = (1, 120)
 SEED_LIMIT = 2**63
 
 TOP_KEYS = ("film", "shots")
-FILM_KEYS = ("title", "model", "resolution", "fps", "seed", "memory", "quantize", "steps")
+FILM_KEYS = ("title", "model", "resolution", "fps", "seed", "memory", "quantize", "steps", "guidance")
 MEMORY_KEYS = ("policy", "recent_chunks", "top_k", "sink_frames", "shot_window")
 SHOT_KEYS = ("id", "duration", "prompt", "cut", "seed", "events")
 EVENT_KEYS = ("at", "prompt")
@@ -279,6 +281,23 @@ def _int(node: Node, path: str, low: int, high: int, report: _Report, what: str 
     return value
 
 
+def _number(node: Node, path: str, low: float, high: float, report: _Report) -> float | None:
+    """A number in [low, high] (1 and 1.5 alike); yes/no and text are refused."""
+    what = f"a number from {low:g} to {high:g}"
+    if not isinstance(node, ScalarNode) or node.tag not in (_TAG + "int", _TAG + "float"):
+        report.add(node, path, what)
+        return None
+    try:
+        value = float(yaml.constructor.SafeConstructor().construct_object(node))
+    except (yaml.YAMLError, ValueError):
+        report.add(node, path, what)
+        return None
+    if not (math.isfinite(value) and low <= value <= high):
+        report.add(node, path, what)
+        return None
+    return value
+
+
 def _flag(node: Node, path: str, report: _Report) -> bool | None:
     """true or false (YAML's yes/on spellings too, as YAML reads them)."""
     if not isinstance(node, ScalarNode) or node.tag != _TAG + "bool":
@@ -388,10 +407,11 @@ def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> Fi
         report.notes.append(f"film.memory.shot_window is only used by the camr and window policies, not {memory.policy}")
     quantize = get("quantize", lambda n: _choice(n, "film.quantize", QUANTIZE_MODES, report), "none")
     steps = get("steps", lambda n: _int(n, "film.steps", *STEPS_RANGE, report), None)
+    guidance = get("guidance", lambda n: _number(n, "film.guidance", *GUIDANCE_RANGE, report), None)
     if not ok:
         return None
     width, height = size  # type: ignore[misc]
-    return FilmSettings(title, model, width, height, fps, seed, memory, quantize, steps)  # type: ignore[arg-type]
+    return FilmSettings(title, model, width, height, fps, seed, memory, quantize, steps, guidance)  # type: ignore[arg-type]
 
 
 def _resolution(node: Node, fmt: FilmFormat, report: _Report) -> tuple[int, int] | None:

@@ -33,7 +33,7 @@ class MemorySettings:
 
 @dataclass(frozen=True)
 class FilmSettings:
-    """Film-wide settings; `steps` None means the model's own default."""
+    """Film-wide settings; `steps` and `guidance` None mean the model's own default."""
 
     title: str
     model: str
@@ -44,6 +44,7 @@ class FilmSettings:
     memory: MemorySettings
     quantize: Quantize
     steps: int | None
+    guidance: float | None = None  # classifier-free guidance against the empty prompt (1: none)
 
 
 @dataclass(frozen=True)

@@ -256,6 +256,7 @@ def shot_hashes(sp: Screenplay) -> tuple[str, ...]:
         "seed": film.seed, "quantize": film.quantize, "steps": film.steps,
         "memory": [film.memory.policy, film.memory.recent_chunks, film.memory.top_k, film.memory.sink_frames]
         + ([True] if film.memory.shot_window else []),  # only when on, so hashes of earlier renders still match
+        **({"guidance": film.guidance} if film.guidance is not None else {}),  # likewise
     })
     hashes: list[str] = []
     for shot in sp.shots:

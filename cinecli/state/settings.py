@@ -50,6 +50,7 @@ def frame_settings(sp: Screenplay, plan: Plan, *, model: str, weights_id: str, c
         "quantize": film.quantize,
         "steps": steps,
         "sampler": sampler,
+        **({"guidance": film.guidance} if film.guidance is not None else {}),  # only when set, so earlier states still match
         "chunk_frames": plan.chunk_frames,
         "history": history,
         "device_type": device.split(":")[0],
