@@ -180,6 +180,18 @@ def test_shot_hashes_change_only_from_the_edited_shot_on() -> None:
     assert all(x != y for x, y in zip(reseeded, base))
 
 
+def test_new_film_options_change_hashes_only_when_set() -> None:
+    """State folders of earlier versions must still resume: a film that sets neither `guidance`
+    nor `memory.shot_window` hashes as it always did (values from before either existed); one
+    that sets them renders other frames, so every shot's hash changes."""
+    shots = ("{duration: 2s, prompt: x}", "{duration: 2s, prompt: y}")
+    plain = shot_hashes(parse(shots_yaml(*shots, film="film: {seed: 7, memory: {policy: camr}}\n")))
+    assert plain == ("7fe121fa630fa9a60af39926e0a185328749e740a463af471bed050e88cf4a47",
+                     "d0b3f8a77e7020964161091449680b93b9c7d76af6ce12dc7a36265bc761ee0a")
+    for film in ("film: {seed: 7, guidance: 1.5}\n", "film: {seed: 7, memory: {policy: camr, shot_window: true}}\n"):
+        assert all(x != y for x, y in zip(shot_hashes(parse(shots_yaml(*shots, film=film))), plain)), film
+
+
 def test_two_hour_film_plans_fast() -> None:
     body = "".join(f"  - {{duration: 60s, prompt: 'shot {i % 7}', events: [{{at: 30s, prompt: e}}]}}\n"
                    for i in range(120))
