@@ -38,7 +38,6 @@ import numpy as np
 import torch
 
 from cinecli.eval.report import evaluate
-from cinecli.memory.active import ChunkAttention, Routing
 from cinecli.memory.bank import MemoryBank
 from cinecli.model.autoencoder import load_autoencoder
 from cinecli.model.bundle import load_default, load_generator
@@ -82,7 +81,6 @@ ROWS = {
     "student camr (8 steps)": Row("student", MemorySettings("camr", 3, 5, 0), 8),
     "student camr (base draws each shot's first chunk)": Row("keyframes", MemorySettings("camr", 3, 5, 0)),
     "student camr shot window": Row("student", MemorySettings("camr", 3, 5, 0, shot_window=True)),
-    "base camr shot window (16 ODE steps)": Row("base", MemorySettings("camr", 3, 5, 0, shot_window=True), 16),
 }
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
@@ -110,24 +108,13 @@ class KeyframeGenerator:
         self.student, self.base = student, base
         self.sampler = base.sampler  # guidance above 1: the director then encodes the empty prompt too
 
-    @staticmethod
-    @torch.no_grad()
-    def remember(gen: ChunkGenerator, req: ChunkRequest, latents: torch.Tensor, text: TextContext) -> None:
-        fp = torch.tensor([req.prompts], device=gen.device)
-        cut = torch.tensor([req.cuts], device=gen.device)
-        t0 = torch.zeros(1, req.frames, device=gen.device)
-        src = ChunkAttention(gen.bank, gen.policy, Routing(), chunk_frames=req.frames, rows=gen.rows, cols=gen.cols,
-                             rope=gen.model.rope, write=True, shot_start=req.shot_start)
-        gen.model(latents, t0, text, fp, src, cut, skip_head=True)
-        gen.bank.commit()
-
     def generate(self, req: ChunkRequest, text: tuple[TextContext, TextContext], uncond: tuple[TextContext, TextContext] | None = None) -> ChunkResult:
         if req.cuts[0]:  # a hard cut at the chunk's first frame (or the film's start)
             result = self.base.generate(req, text[1], uncond[1] if uncond else None)
-            self.remember(self.student, req, result.latents, text[0])
+            self.student.remember(req, result.latents, text[0])
         else:
             result = self.student.generate(req, text[0])
-            self.remember(self.base, req, result.latents, text[1])
+            self.base.remember(req, result.latents, text[1])
         return result
 
 
@@ -145,7 +132,7 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     script = work / "film.yaml"
     script.write_text(to_screenplay_yaml(film), encoding="utf-8")
     sp, fmt = load_screenplay_resolving(script, film_format)
-    sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=row.memory))
+    sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=row.memory, guidance=row.guidance))
     plan = plan_film(sp, fmt)
     if row.variant in ("truth", "autoencoder"):  # the world's own frames, as they are or through the autoencoder
         from cinecli.world.render import render_frames
@@ -160,8 +147,7 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     if row.variant == "keyframes":
         keyframe_director(director, bundle[1])
     else:
-        own = director.generator.sampler
-        director.generator.sampler = dataclasses.replace(own, memory_pass=row.memory_pass, guidance=own.guidance if row.guidance is None else row.guidance)
+        director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass)
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t

@@ -127,11 +127,6 @@ def film_sampler(bundle: ModelBundle, sp: Screenplay, steps: int | None = None) 
     return sampler if sp.film.guidance is None else replace(sampler, guidance=sp.film.guidance)
 
 
-def shot_start(plan: Plan, latent: int) -> int:
-    """The latent frame of the last hard cut at or before `latent` (0 if none): where its shot began."""
-    return next((i for i in range(latent, -1, -1) if plan.latents[i].cut), 0)
-
-
 def chunk_request(plan: Plan, chunk: int) -> tuple[ChunkRequest, tuple[str, ...]]:
     """The chunk's per-frame conditioning, with prompt indices local to the chunk."""
     latents = [plan.latents[i] for i in plan.chunk_latents(chunk)]
@@ -144,7 +139,7 @@ def chunk_request(plan: Plan, chunk: int) -> tuple[ChunkRequest, tuple[str, ...]
         prompts=tuple(local.index(lf.prompt) for lf in latents),
         cuts=tuple(lf.cut for lf in latents),
         noise_seeds=tuple(lf.noise_seed for lf in latents),
-        shot_start=shot_start(plan, plan.chunk_latents(chunk).start),
+        shot_start=plan.shot_start(plan.chunk_latents(chunk).start),
     )
     return req, tuple(plan.prompts[i] for i in local)
 

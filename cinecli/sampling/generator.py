@@ -143,6 +143,21 @@ class ChunkGenerator:
         self.model(x0, t0, text, fp, self._source(routing, req, write=False), cut, skip_head=True)
         return routing
 
+    def _clean_pass(self, x0: Tensor, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, routing: Routing) -> None:
+        """One pass over the clean chunk at t = 0 that stages its keys and values in the bank."""
+        fp, cut = cond
+        t0 = torch.zeros(1, req.frames, device=self.device)
+        self.calls += 1
+        self.model(x0, t0, text, fp, self._source(routing, req, write=True), cut, skip_head=True)
+
+    @torch.no_grad()
+    def remember(self, req: ChunkRequest, latents: Tensor, text: TextContext) -> None:
+        """Write a chunk drawn elsewhere (another model, the data) into this model's memory, as
+        generation writes its own: a clean pass routed afresh, then the commit."""
+        cond = torch.tensor([req.prompts], device=self.device), torch.tensor([req.cuts], device=self.device)
+        self._clean_pass(latents.to(self.device, self.dtype), req, cond, text, Routing())
+        self.bank.commit()
+
     def _routing_chooses(self, frames: int) -> bool:
         """Whether re-routing from the clean estimate can change the active set of this chunk."""
         budget = self.policy.budget(frames)
@@ -189,9 +204,7 @@ class ChunkGenerator:
                     x = add_noise(estimate, frame_noise(req.noise_seeds, i + 1, self.latent_shape).to(self.device), s_next).to(self.dtype)
         # 2. clean pass at t = 0: the chunk's keys and values enter memory
         if not last_step:
-            t0 = torch.zeros(1, req.frames, device=self.device)
-            self.calls += 1
-            self.model(x0, t0, text, fp, self._source(routing, req, write=True), cut, skip_head=True)
+            self._clean_pass(x0, req, (fp, cut), text, routing)
         self.bank.commit()
         past = routing.active_frames()
         tokens = (past + req.frames) * self.rows * self.cols

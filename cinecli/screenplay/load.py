@@ -11,7 +11,6 @@ length is built.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -264,14 +263,14 @@ def _text(node: Node, path: str, what: str, report: _Report, max_chars: int = MA
     return value
 
 
-def _int(node: Node, path: str, low: int, high: int, report: _Report, what: str = "") -> int | None:
-    """A whole number in [low, high]; yes/no and 7.0 are refused (they are usually typos)."""
-    what = what or f"a whole number from {low} to {high}"
-    if not isinstance(node, ScalarNode) or node.tag != _TAG + "int":
+def _ranged(node: Node, path: str, low: float, high: float, report: _Report, what: str, tags: tuple[str, ...],
+            convert: Callable[[object], float]) -> float | None:
+    """A scalar of one of the YAML `tags`, converted, in [low, high] (NaN is in no range)."""
+    if not isinstance(node, ScalarNode) or node.tag not in tags:
         report.add(node, path, what)
         return None
     try:
-        value = int(yaml.constructor.SafeConstructor().construct_object(node))
+        value = convert(yaml.constructor.SafeConstructor().construct_object(node))
     except (yaml.YAMLError, ValueError):
         report.add(node, path, what)
         return None
@@ -281,21 +280,14 @@ def _int(node: Node, path: str, low: int, high: int, report: _Report, what: str 
     return value
 
 
+def _int(node: Node, path: str, low: int, high: int, report: _Report, what: str = "") -> int | None:
+    """A whole number in [low, high]; yes/no and 7.0 are refused (they are usually typos)."""
+    return _ranged(node, path, low, high, report, what or f"a whole number from {low} to {high}", (_TAG + "int",), int)  # type: ignore[return-value,arg-type]
+
+
 def _number(node: Node, path: str, low: float, high: float, report: _Report) -> float | None:
     """A number in [low, high] (1 and 1.5 alike); yes/no and text are refused."""
-    what = f"a number from {low:g} to {high:g}"
-    if not isinstance(node, ScalarNode) or node.tag not in (_TAG + "int", _TAG + "float"):
-        report.add(node, path, what)
-        return None
-    try:
-        value = float(yaml.constructor.SafeConstructor().construct_object(node))
-    except (yaml.YAMLError, ValueError):
-        report.add(node, path, what)
-        return None
-    if not (math.isfinite(value) and low <= value <= high):
-        report.add(node, path, what)
-        return None
-    return value
+    return _ranged(node, path, low, high, report, f"a number from {low:g} to {high:g}", (_TAG + "int", _TAG + "float"), float)  # type: ignore[arg-type]
 
 
 def _flag(node: Node, path: str, report: _Report) -> bool | None:

@@ -106,6 +106,15 @@ class Plan:
     def _shot_frame_starts(self) -> list[int]:
         return [shot.frame_start for shot in self.shots]
 
+    def shot_start(self, latent: int) -> int:
+        """The latent frame of the last hard cut at or before `latent`: where its take began
+        (a `continue` shot goes on the same take)."""
+        return self._cut_latents[bisect.bisect_right(self._cut_latents, latent) - 1]
+
+    @cached_property
+    def _cut_latents(self) -> list[int]:
+        return [i for i, lf in enumerate(self.latents) if lf.cut]  # latent 0 is always a cut
+
     def shot_chunks(self, shot: int) -> range:
         """Chunks that hold at least one latent frame of `shot` (neighbours may share the ends)."""
         plan = self.shots[shot]

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from cinecli.memory.active import ChunkAttention, Routing
 from cinecli.memory.bank import BankSpec, MemoryBank
-from cinecli.memory.policies import CamrPolicy
+from cinecli.memory.policies import CamrPolicy, MemoryPolicy
 from cinecli.model.attention import SequenceAttention
 from cinecli.model.autoencoder import VideoAutoencoder, load_autoencoder
 from cinecli.model.bundle import build_modules, load_generator, save_generator
@@ -124,18 +124,52 @@ def packed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight, cfg.first_weight), batch.cell_weights(cfg.character_weight))
 
 
+@dataclass
+class ClipMemory:
+    """One model's memory of a clip's clean past in routed training: its bank and the grid.
+
+    Used by the base model's routed phase and by routed distillation, where teacher and student
+    each keep their own, since each attends to its own keys and values.
+    """
+
+    model: WanTransformer
+    bank: MemoryBank
+    policy: MemoryPolicy
+    rows: int
+    cols: int
+
+    @classmethod
+    def open(cls, model: WanTransformer, z: Tensor, policy: MemoryPolicy) -> ClipMemory:
+        mc = model.config
+        rows, cols = mc.grid(z.shape[-2], z.shape[-1])
+        spec = BankSpec(mc.num_layers, z.shape[0], rows * cols, mc.num_heads, mc.head_dim, dtype=z.dtype, device=z.device)
+        return cls(model, MemoryBank(spec), policy, rows, cols)
+
+    def source(self, routing: Routing, frames: int, write: bool = False) -> ChunkAttention:
+        return ChunkAttention(self.bank, self.policy, routing, chunk_frames=frames, rows=self.rows, cols=self.cols,
+                              rope=self.model.rope, write=write)
+
+    def forward(self, x: Tensor, sigma: Tensor, text: TextContext, fp: Tensor, cuts: Tensor, routing: Routing) -> Tensor:
+        """Velocity of chunk `x` at noise levels `sigma` [B, f] against the routed active set."""
+        return self.model(x, sigma * 1000, text, fp, self.source(routing, x.shape[2]), cuts).float()
+
+    @torch.no_grad()
+    def remember(self, clean: Tensor, text: TextContext, fp: Tensor, cuts: Tensor, routing: Routing) -> None:
+        """The clean chunk's keys/values enter the bank (the pass generation makes at t = 0)."""
+        b, _, f = clean.shape[:3]
+        self.model(clean, torch.zeros(b, f, device=clean.device), text, fp, self.source(routing, f, write=True), cuts, skip_head=True)
+        self.bank.commit()
+
+
 def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: BaseTrainConfig, gen: torch.Generator) -> Tensor:
     """Chunk by chunk through a memory bank with the CAMR policy, as inference runs.
 
     The clean past enters memory through clean passes (no gradient, like a KV cache); each noisy
     chunk is denoised against its routed active set with gradient.
     """
-    b, _, f, h, w = z.shape
+    b, _, f = z.shape[:3]
     dev = z.device
-    rows, cols = model.config.grid(h, w)
-    mc = model.config
-    bank = MemoryBank(BankSpec(mc.num_layers, b, rows * cols, mc.num_heads, mc.head_dim, dtype=z.dtype, device=dev))
-    policy = CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k)
+    memory = ClipMemory.open(model, z, CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k))
     ctx = encode_prompts(text, model, batch.prompts, cfg.cfg_dropout, gen)
     cuts = batch.cuts.to(dev)
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, dev)
@@ -144,18 +178,12 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     cells = batch.cell_weights(cfg.character_weight)
     for start in range(0, f, cfg.chunk_frames):
         sl = slice(start, min(start + cfg.chunk_frames, f))
-        n = sl.stop - sl.start
-        routing = Routing()
         fp = torch.arange(sl.start, sl.stop, device=dev).expand(b, -1)
         s = sigma[:, sl]
         noisy = add_noise(z[:, :, sl], noise[:, :, sl], s[:, None, :, None, None])
-        src = ChunkAttention(bank, policy, routing, chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=False)
-        v = model(noisy, s * 1000, ctx, fp, src, cuts[:, sl])
+        v = memory.forward(noisy, s, ctx, fp, cuts[:, sl], Routing())
         errors.append(frame_mse(v, noise[:, :, sl] - z[:, :, sl], cells[:, sl] if cells is not None else None))
-        with torch.no_grad():
-            write = ChunkAttention(bank, policy, Routing(), chunk_frames=n, rows=rows, cols=cols, rope=model.rope, write=True)
-            model(z[:, :, sl], torch.zeros(b, n, device=dev), detached(ctx), fp, write, cuts[:, sl], skip_head=True)
-            bank.commit()
+        memory.remember(z[:, :, sl], detached(ctx), fp, cuts[:, sl], Routing())
     return weighted_mean(torch.cat(errors, dim=1), batch.frame_weights(cfg.return_weight, cfg.first_weight))
 
 

@@ -30,9 +30,8 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
-from cinecli.memory.active import ChunkAttention, Routing
-from cinecli.memory.bank import BankSpec, MemoryBank
-from cinecli.memory.policies import CamrPolicy, MemoryPolicy
+from cinecli.memory.active import Routing
+from cinecli.memory.policies import CamrPolicy
 from cinecli.model.attention import SequenceAttention
 from cinecli.model.autoencoder import VideoAutoencoder, load_autoencoder
 from cinecli.model.bundle import build_modules, load_generator, save_generator
@@ -40,7 +39,7 @@ from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
-from cinecli.train.base import detached, encode_prompts, prepare_trainee, progress, save_train_state, start_stage, to_latents
+from cinecli.train.base import ClipMemory, detached, encode_prompts, prepare_trainee, progress, save_train_state, start_stage, to_latents
 from cinecli.train.data import Batch, batches, frame_mse, weighted_mean, weighted_mse
 from cinecli.train.logs import plot_log
 
@@ -174,42 +173,6 @@ def own_film(student: WanTransformer, text: WordTextEncoder, z: Tensor, batch: B
         return torch.randn(chunk, generator=gen)[:, :, :width]
 
     return student_rollout(student, ctx, fp, batch.cuts.to(z.device), tuple(z.shape), cfg.chunk_frames, levels, draw).to(z.dtype)
-
-
-@dataclass
-class ClipMemory:
-    """One model's memory of a clip's clean past during routed distillation: its bank and the grid.
-
-    Teacher and student each keep their own, since each attends to its own keys and values.
-    """
-
-    model: WanTransformer
-    bank: MemoryBank
-    policy: MemoryPolicy
-    rows: int
-    cols: int
-
-    @classmethod
-    def open(cls, model: WanTransformer, z: Tensor, policy: MemoryPolicy) -> ClipMemory:
-        mc = model.config
-        rows, cols = mc.grid(z.shape[-2], z.shape[-1])
-        spec = BankSpec(mc.num_layers, z.shape[0], rows * cols, mc.num_heads, mc.head_dim, dtype=z.dtype, device=z.device)
-        return cls(model, MemoryBank(spec), policy, rows, cols)
-
-    def source(self, routing: Routing, frames: int, write: bool = False) -> ChunkAttention:
-        return ChunkAttention(self.bank, self.policy, routing, chunk_frames=frames, rows=self.rows, cols=self.cols,
-                              rope=self.model.rope, write=write)
-
-    def forward(self, x: Tensor, sigma: Tensor, text: TextContext, fp: Tensor, cuts: Tensor, routing: Routing) -> Tensor:
-        """Velocity of chunk `x` at noise levels `sigma` [B, f] against the routed active set."""
-        return self.model(x, sigma * 1000, text, fp, self.source(routing, x.shape[2]), cuts).float()
-
-    @torch.no_grad()
-    def remember(self, clean: Tensor, text: TextContext, fp: Tensor, cuts: Tensor, routing: Routing) -> None:
-        """The clean chunk's keys/values enter the bank (the pass generation makes at t = 0)."""
-        b, _, f = clean.shape[:3]
-        self.model(clean, torch.zeros(b, f, device=clean.device), text, fp, self.source(routing, f, write=True), cuts, skip_head=True)
-        self.bank.commit()
 
 
 @torch.no_grad()
