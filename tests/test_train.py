@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, save_autoencoder
-from cinecli.model.bundle import build_modules, load_generator
+from cinecli.model.bundle import build_modules, load_generator, save_generator
 from cinecli.model.card import default_card
 from cinecli.train.base import BaseTrainConfig, train_base
 from cinecli.train.data import Batch, latent_conditioning
@@ -223,3 +223,77 @@ def test_routed_distillation_teacher_sees_what_generation_sees() -> None:
                                                 (t_cond, t_uncond, s_text), film, noise, torch.tensor([cuts]), level, dcfg)
     torch.testing.assert_close(targets, film, atol=1e-4, rtol=1e-4)
     assert errors.shape == (1, f) and bool(torch.isfinite(errors).all()) and float(errors.min()) > 0
+
+
+def test_student_draw_is_the_chunk_generation_draws_after_that_past() -> None:
+    """Distribution matching compares the teacher with the student's draws: given the student's own
+    film as the clean past and the same noise, its draw of every chunk (all chunks in one packed
+    pass) is the film generation rendered, so what is matched is what users will see."""
+    from cinecli.model.config import preset
+    from cinecli.model.transformer import WanTransformer
+    from cinecli.train.distill import student_draw, student_rollout
+
+    cfg = preset("tiny", dim=64, num_layers=2, num_heads=2, ffn_dim=128, text_dim=32, freq_dim=32, text_len=6, in_channels=4, out_channels=4)
+    torch.manual_seed(1)
+    model = WanTransformer(cfg).eval()
+    h, w, chunk, chunks, steps = 4, 6, 3, 3, 3
+    text = model.encode_text(torch.randn(1, 2, cfg.text_len, cfg.text_dim, generator=torch.Generator().manual_seed(2)))
+    prompts = [0] * 4 + [1] * 5
+    cuts = [i in (0, 4) for i in range(chunk * chunks)]
+    shape = (1, cfg.in_channels, chunk * chunks, h, w)
+    g = torch.Generator().manual_seed(5)
+    draws_noise = [torch.randn(shape, generator=g) for _ in range(steps)]  # the order `student_draw` draws its noise in
+    dcfg = DistillConfig(chunk_frames=chunk, student_steps=steps, shift=5.0)
+    levels = StepSchedule(steps, 5.0).sigmas().tolist()
+    with torch.no_grad():
+        film = student_rollout(model, text, torch.tensor([prompts]), torch.tensor([cuts]), shape, chunk, levels,
+                               lambda k, i: draws_noise[i][:, :, k * chunk:(k + 1) * chunk])
+        drawn = student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dcfg, steps - 1, torch.Generator().manual_seed(5))
+        early = student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dcfg, 0, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(drawn, film, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(early, film, atol=1e-2)  # exiting at the first step gives the rougher first estimate
+
+
+def test_dmd_target_pulls_draws_from_the_critic_towards_the_teacher() -> None:
+    from cinecli.train.distill import dmd_target
+
+    g = torch.Generator().manual_seed(0)
+    x0, real = torch.randn(2, 4, 6, 3, 3, generator=g), torch.randn(2, 4, 6, 3, 3, generator=g)
+    torch.testing.assert_close(dmd_target(x0, real, real), x0)  # critic and teacher agree: nothing to move
+    step = dmd_target(x0, real, x0) - x0  # the critic denoises a draw to itself: pulled straight at the teacher
+    cos = torch.nn.functional.cosine_similarity(step.flatten(1), (real - x0).flatten(1))
+    torch.testing.assert_close(cos, torch.ones(2))
+    torch.testing.assert_close(step.abs().mean(dim=(1, 2, 3, 4)), torch.ones(2))  # normalised: one unit of mean distance per clip
+
+
+def test_distribution_matching_phase_trains_student_and_critic_and_resumes(tmp_path: Path) -> None:
+    from cinecli.train.distill import phase_at
+
+    assert [phase_at(p, DistillConfig(steps=2, dmd_steps=1, routed_steps=1)) for p in (0.0, 0.49, 0.5, 0.74, 0.75)] == \
+        ["packed", "packed", "dmd", "dmd", "routed"]
+    ae = VideoAutoencoder(AutoencoderConfig(enc_channels=(32, 32, 32), dec_channels=(32, 32, 32), base_channels=32, latent_blocks=1))
+    ae_path = save_autoencoder(ae, tmp_path / "ae.safetensors")
+    card = dataclasses.replace(default_card(), preset="micro", text_layers=1)
+    model, text, _ = build_modules(card)
+    teacher = tmp_path / "teacher.safetensors"
+    save_generator(model, text, teacher)
+    dcfg = DistillConfig(steps=1, dmd_steps=2, batch=2, latent_frames=6, substeps=1, autoencoder=str(ae_path), teacher=str(teacher),
+                         num_workers=0, log_every=1, return_weight=2.0, critic_updates=2)
+    logs: list[dict] = []
+    student = train_distill(dcfg, tmp_path / "d", card=card, data=_fake_batches(24), log=logs.append)
+    assert [r["phase"] for r in logs] == ["packed", "dmd", "dmd"]
+    assert all(torch.isfinite(torch.tensor([r["loss"], r.get("critic", 0.0)])).all() for r in logs) and "critic" in logs[-1]
+    critic = tmp_path / "d" / "critic" / "critic.safetensors"
+    load_generator(model, text, critic)
+    assert not torch.equal(load_file_tensor(critic), load_file_tensor(teacher))  # the critic trained on the student's draws
+    load_generator(model, text, student)
+    more = dataclasses.replace(dcfg, dmd_steps=3)
+    train_distill(more, tmp_path / "d", card=card, data=_fake_batches(24), log=logs.append)
+    assert [r["step"] for r in logs] == [1, 2, 3, 4]
+
+
+def load_file_tensor(path: Path) -> torch.Tensor:
+    """All of a weights file's floating tensors, flattened, to tell two files apart."""
+    from safetensors.torch import load_file
+
+    return torch.cat([t.float().flatten() for _, t in sorted(load_file(str(path)).items()) if t.is_floating_point()])

@@ -16,6 +16,15 @@ clip (rolled out chunk by chunk with its four steps) instead of from the data, a
 trajectories are conditioned on that film: at inference the student's past is its own output,
 errors included, and regression on the data's past alone never shows it that (exposure bias).
 
+With `dmd_steps` > 0, a phase after the packed steps matches distributions instead of end points
+(distribution matching distillation, DMD): regression onto ODE end points teaches the student the
+mean of what the teacher might draw from a given state, which is blurred and washed out where the
+teacher could go several ways. Here the student draws each chunk from pure noise with its own few
+steps (gradient through one randomly chosen step), the draw is noised again, and the guided
+teacher's denoising of it is compared with that of a critic trained alongside on the student's own
+draws; the student moves each draw along the difference, towards what the teacher would draw and
+away from what it draws itself. Each chunk is conditioned on the clean past, as in the packed phase.
+
     cinecli train distill configs/train/distill.yaml runs/distill
 """
 
@@ -39,7 +48,8 @@ from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
-from cinecli.train.base import ClipMemory, detached, encode_prompts, prepare_trainee, progress, save_train_state, start_stage, to_latents
+from cinecli.train.base import (ClipMemory, Trainee, chunk_sigmas, detached, encode_prompts, prepare_trainee, progress, save_train_state, start_stage,
+                                to_latents)
 from cinecli.train.data import Batch, batches, frame_mse, weighted_mean, weighted_mse
 from cinecli.train.logs import plot_log
 
@@ -75,7 +85,35 @@ class DistillConfig:
     first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
     character_weight: float = 1.0  # loss weight of latent cells a character covers (`character_cells`)
     rollout: float = 0.0  # share of steps whose clean past is the student's own rollout (see the module docstring)
+    dmd_steps: int = 0  # after the packed steps: distribution-matching steps (see the module docstring)
+    critic_lr: float = 1e-4
+    critic_updates: int = 2  # critic steps per student step, so the critic keeps up with the student's moving draws
+    critic_init: str = ""  # the critic's starting weights (default: the teacher's), to continue a distribution-matching run
+    dmd_shift: float = 3.0  # noise levels at which the draws are compared: shifted uniform, as the base model trained
     max_minutes: float = 0.0  # wall-clock budget (0: none); with routed steps the phase switch follows time then
+
+
+def phase_at(p: float, cfg: DistillConfig) -> str:
+    """Which phase a run is in at progress `p`: packed, then distribution matching, then routed."""
+    total = max(1, cfg.steps + cfg.dmd_steps + cfg.routed_steps)
+    if p < cfg.steps / total or (cfg.dmd_steps == 0 and cfg.routed_steps == 0):
+        return "packed"
+    return "dmd" if p < (cfg.steps + cfg.dmd_steps) / total or cfg.routed_steps == 0 else "routed"
+
+
+def packed_velocity(model: WanTransformer, z: Tensor, x: Tensor, sigma: Tensor, ctx: TextContext, cuts: Tensor, chunk_frames: int) -> Tensor:
+    """Velocity of every noisy chunk `x` at its level `sigma` [B, F], each chunk conditioned on the clean past `z`.
+
+    One pass in the packed [clean | noisy] layout under the block-causal mask: the clean past
+    the chunk sees is exactly what generation's cache holds once the earlier chunks are drawn.
+    `cuts` [B, F]: the clip's cut flags.
+    """
+    b, _, f, h, w = z.shape
+    rows, cols = model.config.grid(h, w)
+    fp = torch.arange(f, device=z.device).repeat(2).expand(b, -1)
+    t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
+    src = SequenceAttention.packed(f, chunk_frames, rows, cols, model.rope, z.dtype, z.device)
+    return model(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts.repeat(1, 2))[:, :, f:].float()
 
 
 def teacher_grid(levels: Tensor, substeps: int) -> Tensor:
@@ -87,25 +125,20 @@ def teacher_grid(levels: Tensor, substeps: int) -> Tensor:
 @torch.no_grad()
 def teacher_trajectory(teacher: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, noise: Tensor) -> tuple[list[Tensor], Tensor]:
     """States at the student's levels (σ_0..σ_{n-1}) and the end point, for every chunk at once."""
-    b, _, f, h, w = z.shape
-    dev = z.device
-    rows, cols = teacher.config.grid(h, w)
+    b, f = z.shape[0], z.shape[2]
     levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas()
     grid = teacher_grid(levels, cfg.substeps).tolist()
     cond = encode_prompts(text, teacher, batch.prompts, 0.0, torch.Generator())
     uncond = encode_prompts(text, teacher, [("",) * f] * b, 0.0, torch.Generator())
-    fp = torch.arange(f, device=dev).repeat(2).expand(b, -1)
-    cuts = batch.cuts.to(dev).repeat(1, 2)
-    src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, teacher.rope, z.dtype, dev)
+    cuts = batch.cuts.to(z.device)
     x = noise.clone()
     states = []
     for i, (s, s_next) in enumerate(zip(grid[:-1], grid[1:])):
         if i % cfg.substeps == 0:
             states.append(x.clone())
-        t = torch.cat([torch.zeros(b, f, device=dev), torch.full((b, f), s * 1000, device=dev)], dim=1)
-        seq = torch.cat([z, x], dim=2)
-        v_c = teacher(seq, t, cond, fp, src, cuts)[:, :, f:].float()
-        v_u = teacher(seq, t, uncond, fp, src, cuts)[:, :, f:].float()
+        sigma = torch.full((b, f), s, device=z.device)
+        v_c = packed_velocity(teacher, z, x, sigma, cond, cuts, cfg.chunk_frames)
+        v_u = packed_velocity(teacher, z, x, sigma, uncond, cuts, cfg.chunk_frames)
         x = x + (s_next - s) * (v_u + cfg.guidance * (v_c - v_u))
     return states, x
 
@@ -141,7 +174,6 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     """Each chunk starts from the trajectory at a random student level and must land on the end point."""
     b, _, f, h, w = z.shape
     dev = z.device
-    rows, cols = student.config.grid(h, w)
     levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas()
     chunks = -(-f // cfg.chunk_frames)
     k = torch.randint(0, cfg.student_steps, (b, chunks), generator=gen).repeat_interleave(cfg.chunk_frames, 1)[:, :f].to(dev)
@@ -150,11 +182,7 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     x = stacked.gather(0, idx)[0]
     sigma = levels.to(dev).float()[k]  # [B, F]
     ctx = encode_prompts(text, student, batch.prompts, 0.0, gen)
-    fp = torch.arange(f, device=dev).repeat(2).expand(b, -1)
-    cuts = batch.cuts.to(dev).repeat(1, 2)
-    t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
-    src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, student.rope, z.dtype, dev)
-    v = student(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts)[:, :, f:].float()
+    v = packed_velocity(student, z, x, sigma, ctx, batch.cuts.to(dev), cfg.chunk_frames)
     x0 = x.float() - sigma[:, None, :, None, None] * v
     return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight), batch.cell_weights(cfg.character_weight))
 
@@ -173,6 +201,73 @@ def own_film(student: WanTransformer, text: WordTextEncoder, z: Tensor, batch: B
         return torch.randn(chunk, generator=gen)[:, :, :width]
 
     return student_rollout(student, ctx, fp, batch.cuts.to(z.device), tuple(z.shape), cfg.chunk_frames, levels, draw).to(z.dtype)
+
+
+def student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Tensor, cfg: DistillConfig, exit_step: int, gen: torch.Generator) -> Tensor:
+    """The student's clean draw of every chunk from pure noise, given the clean past `z`.
+
+    Its few steps run as generation runs them (predict the clean chunk, noise it again to the
+    next level); the draw is the prediction at step `exit_step`, the only pass with gradient,
+    so every step learns to land in the teacher's distribution without backpropagating through all.
+    """
+    b, f = z.shape[0], z.shape[2]
+    levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas().tolist()
+    x = torch.randn(z.shape, generator=gen).to(z.device)
+    for i in range(exit_step + 1):
+        sigma = torch.full((b, f), levels[i], device=z.device)
+        with torch.set_grad_enabled(i == exit_step and torch.is_grad_enabled()):
+            x0 = predict_x0(x, packed_velocity(student, z, x, sigma, ctx, cuts, cfg.chunk_frames), levels[i])
+        if i < exit_step:
+            x = add_noise(x0.detach(), torch.randn(z.shape, generator=gen).to(z.device), levels[i + 1])
+    return x0
+
+
+def dmd_target(x0: Tensor, real: Tensor, fake: Tensor) -> Tensor:
+    """Where a draw `x0` is pulled: one step along (real − fake) denoisings, normalised per clip.
+
+    The difference of the two denoisings of the noised draw is the gradient of the KL divergence
+    between the student's and the teacher's distributions there; dividing by the draw's mean
+    distance from the teacher's denoising keeps the step size the same across noise levels.
+    """
+    scale = (x0 - real).abs().mean(dim=tuple(range(1, x0.dim())), keepdim=True).clamp_min(1e-6)
+    return x0 - (fake - real) / scale
+
+
+@torch.no_grad()
+def denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, x_t: Tensor,
+               sigma: Tensor, batch: Batch, cfg: DistillConfig) -> tuple[Tensor, Tensor]:
+    """The guided teacher's and the critic's clean estimates of the noised draws `x_t` at `sigma` [B, F]."""
+    b, f = z.shape[0], z.shape[2]
+    cuts = batch.cuts.to(z.device)
+    s5 = sigma[:, None, :, None, None]
+    g = torch.Generator()
+    v_c = packed_velocity(teacher, z, x_t, sigma, encode_prompts(t_text, teacher, batch.prompts, 0.0, g), cuts, cfg.chunk_frames)
+    v_u = packed_velocity(teacher, z, x_t, sigma, encode_prompts(t_text, teacher, [("",) * f] * b, 0.0, g), cuts, cfg.chunk_frames)
+    v_f = packed_velocity(critic, z, x_t, sigma, encode_prompts(c_text, critic, batch.prompts, 0.0, g), cuts, cfg.chunk_frames)
+    return predict_x0(x_t, v_u + cfg.guidance * (v_c - v_u), s5), predict_x0(x_t, v_f, s5)
+
+
+def dmd_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTransformer,
+             c_text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The student's distribution-matching loss of one batch, and its draws (detached) for the critic."""
+    b, f = z.shape[0], z.shape[2]
+    exit_step = int(torch.randint(0, cfg.student_steps, (), generator=gen))
+    x0 = student_draw(student, encode_prompts(s_text, student, batch.prompts, 0.0, gen), z, batch.cuts.to(z.device), cfg, exit_step, gen)
+    sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.dmd_shift, gen, z.device).clamp(0.02, 0.98)
+    x_t = add_noise(x0.detach(), torch.randn(z.shape, generator=gen).to(z.device), sigma[:, None, :, None, None])
+    real, fake = denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, cfg)
+    target = dmd_target(x0.detach(), real, fake)
+    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight), batch.cell_weights(cfg.character_weight)), x0.detach()
+
+
+def critic_loss(critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:
+    """Flow-matching loss of the critic on the student's draws: it learns to denoise what the student draws."""
+    b, f = z.shape[0], z.shape[2]
+    sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.dmd_shift, gen, z.device)
+    noise = torch.randn(z.shape, generator=gen).to(z.device)
+    v = packed_velocity(critic, z, add_noise(draws, noise, sigma[:, None, :, None, None]), sigma,
+                        encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device), cfg.chunk_frames)
+    return weighted_mse(v, noise - draws, None)
 
 
 @torch.no_grad()
@@ -259,8 +354,12 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
     tr = prepare_trainee(acc, card, out_dir, init=cfg.init or cfg.teacher, lr=cfg.lr, weight_decay=0.0, ema=cfg.ema)
     student, s_text, raw_s, raw_t, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step
+    critic = None
+    if cfg.dmd_steps > 0:  # its own folder, so that it resumes with the student
+        (out_dir / "critic").mkdir(exist_ok=True)
+        critic = prepare_trainee(acc, card, out_dir / "critic", init=cfg.critic_init or cfg.teacher, lr=cfg.critic_lr, weight_decay=0.0, ema=cfg.ema)
     gen = torch.Generator().manual_seed(cfg.seed + step)
-    total = cfg.steps + cfg.routed_steps
+    total = cfg.steps + cfg.dmd_steps + cfg.routed_steps
     packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
     routed = None
     t0 = time.time()
@@ -269,42 +368,66 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
         p = progress(step, total, time.time() - t0, cfg.max_minutes)
         if p >= 1.0:
             break
-        is_routed = cfg.routed_steps > 0 and p >= cfg.steps / total
-        if is_routed and routed is None:
+        phase = phase_at(p, cfg)
+        if phase == "routed" and routed is None:
             routed = data or batches(cfg.seed + 7 + step, batch=cfg.routed_batch, frames=cfg.routed_latent_frames * card.temporal_stride,
                                      workers=cfg.num_workers, montage=cfg.routed_montage)
         step += 1
-        batch = next(routed if is_routed else packed)  # type: ignore[arg-type]
+        batch = next(routed if phase == "routed" else packed)  # type: ignore[arg-type]
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps)
         z = to_latents(ae, batch, dev)
+        rec: dict[str, object] = {"step": step, "phase": phase}
         with acc.autocast():
-            if is_routed:
+            if phase == "routed":
                 loss = routed_loss(student, s_text, teacher, t_text, z, batch, cfg, gen)
             else:
-                noise = torch.randn(z.shape, generator=gen).to(dev)
                 if cfg.rollout > 0 and torch.rand((), generator=gen).item() < cfg.rollout:
                     z = own_film(student, s_text, z, batch, cfg, gen)  # the clean past becomes the student's own film of the clip
-                states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, noise)
-                loss = student_loss(student, s_text, z, batch, cfg, states, target, gen)
+                if phase == "dmd":
+                    assert critic is not None
+                    loss, draws = dmd_loss(student, s_text, teacher, t_text, critic.model, critic.text, z, batch, cfg, gen)
+                else:
+                    states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, torch.randn(z.shape, generator=gen).to(dev))
+                    loss = student_loss(student, s_text, z, batch, cfg, states, target, gen)
         acc.backward(loss)
         acc.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema.update()
+        if phase == "dmd":
+            rec["critic"] = round(train_critic(acc, critic, z, draws, batch, cfg, gen), 5)  # type: ignore[arg-type]
         if step % cfg.log_every == 0 or step == total or step == 1:
-            rec = {"step": step, "phase": "routed" if is_routed else "packed", "loss": round(loss.item(), 5), "elapsed": round(time.time() - t0, 1)}
+            rec.update(loss=round(loss.item(), 5), elapsed=round(time.time() - t0, 1))
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
             log(rec)
         if step % cfg.checkpoint_every == 0:
             save_train_state(out_dir, raw_s, raw_t, opt, ema, step)
+            if critic is not None:
+                save_train_state(out_dir / "critic", critic.raw_model, critic.raw_text, critic.opt, critic.ema, step)
     save_train_state(out_dir, raw_s, raw_t, opt, ema, step)
+    if critic is not None:  # the live critic (not its average): a later run continues against it with `critic_init`
+        save_train_state(out_dir / "critic", critic.raw_model, critic.raw_text, critic.opt, critic.ema, step)
+        save_generator(critic.raw_model, critic.raw_text, out_dir / "critic" / "critic.safetensors", dtype=torch.bfloat16)
     ema.copy_to()
     final = out_dir / "student.safetensors"
     save_generator(raw_s, raw_t, final, dtype=torch.bfloat16)
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     logf.close()
-    plot_log(out_dir / "log.jsonl", out_dir / "loss.png", "4-step student: regression loss")
+    plot_log(out_dir / "log.jsonl", out_dir / "loss.png", "4-step student: loss by phase")
     return final
 
+
+def train_critic(acc, critic: Trainee, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> float:  # type: ignore[no-untyped-def]
+    """`critic_updates` flow-matching steps of the critic on the student's latest draws; returns the last loss."""
+    loss = torch.zeros(())
+    for _ in range(cfg.critic_updates):
+        with acc.autocast():
+            loss = critic_loss(critic.model, critic.text, z, draws, batch, cfg, gen)
+        acc.backward(loss)
+        acc.clip_grad_norm_(critic.params, 1.0)
+        critic.opt.step()
+        critic.opt.zero_grad(set_to_none=True)
+        critic.ema.update()
+    return float(loss.item())
