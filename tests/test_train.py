@@ -31,8 +31,9 @@ def test_loss_series_groups_phases_and_skips_other_lines() -> None:
     from cinecli.train.logs import loss_series
 
     lines = ['{"step": 1, "phase": "packed", "loss": 0.5}', '{"step": 2, "phase": "routed", "loss": 0.4}',
-             '{"step": 3, "eval_psnr": 24.0}', "not json", '{"step": 4, "loss": NaN, "phase": "routed"}', '{"step": 5, "loss": 0.3}']
-    assert loss_series(lines) == {"packed": [(1.0, 0.5)], "routed": [(2.0, 0.4)], "loss": [(5.0, 0.3)]}
+             '{"step": 3, "eval_psnr": 24.0}', "not json", '{"step": 4, "loss": NaN, "phase": "routed"}', '{"step": 5, "loss": 0.3}',
+             '{"step": 6, "phase": "dmd", "loss": 2.0, "critic": 0.2}']
+    assert loss_series(lines) == {"packed": [(1.0, 0.5)], "routed": [(2.0, 0.4)], "loss": [(5.0, 0.3)], "dmd": [(6.0, 2.0)], "critic": [(6.0, 0.2)]}
 
 
 def test_latent_conditioning_takes_first_frame_of_each_latent() -> None:
@@ -287,7 +288,7 @@ def test_distribution_matching_phase_trains_student_and_critic_and_resumes(tmp_p
     load_generator(model, text, critic)
     assert not torch.equal(load_file_tensor(critic), load_file_tensor(teacher))  # the critic trained on the student's draws
     load_generator(model, text, student)
-    more = dataclasses.replace(dcfg, dmd_steps=3)
+    more = dataclasses.replace(dcfg, dmd_steps=3, dmd_regression=1.0)
     train_distill(more, tmp_path / "d", card=card, data=_fake_batches(24), log=logs.append)
     assert [r["step"] for r in logs] == [1, 2, 3, 4]
 

@@ -90,6 +90,7 @@ class DistillConfig:
     critic_updates: int = 2  # critic steps per student step, so the critic keeps up with the student's moving draws
     critic_init: str = ""  # the critic's starting weights (default: the teacher's), to continue a distribution-matching run
     dmd_shift: float = 3.0  # noise levels at which the draws are compared: shifted uniform, as the base model trained
+    dmd_regression: float = 0.0  # weight of the packed regression loss added to each distribution-matching step (0: none)
     max_minutes: float = 0.0  # wall-clock budget (0: none); with routed steps the phase switch follows time then
 
 
@@ -387,6 +388,9 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
                 if phase == "dmd":
                     assert critic is not None
                     loss, draws = dmd_loss(student, s_text, teacher, t_text, critic.model, critic.text, z, batch, cfg, gen)
+                    if cfg.dmd_regression > 0:  # anchored to the teacher's end points, as the packed phase teaches
+                        states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, torch.randn(z.shape, generator=gen).to(dev))
+                        loss = loss + cfg.dmd_regression * student_loss(student, s_text, z, batch, cfg, states, target, gen)
                 else:
                     states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, torch.randn(z.shape, generator=gen).to(dev))
                     loss = student_loss(student, s_text, z, batch, cfg, states, target, gen)

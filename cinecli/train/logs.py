@@ -16,7 +16,12 @@ from cinecli.render.plots import line_plot
 
 
 def loss_series(lines: list[str]) -> dict[str, list[tuple[float, float]]]:
-    """(step, loss) points per phase ("loss" where a stage has one phase); unreadable lines skipped."""
+    """(step, loss) points per phase ("loss" where a stage has one phase); unreadable lines skipped.
+
+    A distribution-matching step also logs its critic's loss, drawn as its own line ("critic"):
+    the student's loss there stays near constant by construction, and the critic's tells
+    whether it keeps up with the student's draws.
+    """
     series: dict[str, list[tuple[float, float]]] = {}
     for line in lines:
         try:
@@ -26,6 +31,9 @@ def loss_series(lines: list[str]) -> dict[str, list[tuple[float, float]]]:
             continue
         if all(math.isfinite(v) for v in point):
             series.setdefault(str(rec.get("phase", "loss")), []).append(point)
+        critic = rec.get("critic")
+        if isinstance(critic, (int, float)) and math.isfinite(critic):
+            series.setdefault("critic", []).append((point[0], float(critic)))
     return series
 
 
