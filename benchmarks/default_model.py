@@ -155,9 +155,12 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
 
 
 def scores(report) -> dict:  # type: ignore[no-untyped-def]
-    """The film's metrics, its checked prompt claims by kind, and each shot's claims in order."""
+    """The film's metrics, its checked prompt claims by kind, each shot's claims in order, and how
+    many scripted cuts the film missed and how many it invented (what lowers SCA)."""
     shots = [{"cut": shot.cut, "parts": [[part.what, part.score] for part in shot.parts]} for shot in report.shots]
-    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report), "shots": shots}
+    cuts = {"scripted": len(report.cuts.matched) + len(report.cuts.missed), "missed": len(report.cuts.missed), "extra": len(report.cuts.extra),
+            "extra_at": [int(f) for f in report.cuts.extra]}
+    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report), "shots": shots, "cuts": cuts}
 
 
 def look_occasions(shots: list[dict]) -> dict[str, list[float]]:
@@ -250,7 +253,7 @@ def main() -> None:
                 got, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
                 results[row].append(got)
                 timing[row] += seconds
-                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: got.get(k) for k in KEYS}}), flush=True)
+                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: got.get(k) for k in KEYS}, "cuts": got["cuts"]}), flush=True)
     video_seconds = sum(f.total_frames / f.fps for f in films)
 
     def values(row: str, key: str) -> list[float]:
