@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import pytest
-import torch
+
+try:
+    import torch
+except ModuleNotFoundError as missing:  # a Python without the project installed: say how to install it
+    raise pytest.UsageError(
+        'this Python has no torch: install the project with its test extras first, as README says: '
+        'pip install "torch==2.13.0" -e ".[test]" && python -m pytest'
+    ) from missing
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

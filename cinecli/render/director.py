@@ -129,7 +129,8 @@ def film_sampler(bundle: ModelBundle, sp: Screenplay, steps: int | None = None) 
 
 def chunk_request(plan: Plan, chunk: int) -> tuple[ChunkRequest, tuple[str, ...]]:
     """The chunk's per-frame conditioning, with prompt indices local to the chunk."""
-    latents = [plan.latents[i] for i in plan.chunk_latents(chunk)]
+    span = plan.chunk_latents(chunk)
+    latents = [plan.latents[i] for i in span]
     local: list[int] = []
     for lf in latents:
         if lf.prompt not in local:
@@ -139,7 +140,7 @@ def chunk_request(plan: Plan, chunk: int) -> tuple[ChunkRequest, tuple[str, ...]
         prompts=tuple(local.index(lf.prompt) for lf in latents),
         cuts=tuple(lf.cut for lf in latents),
         noise_seeds=tuple(lf.noise_seed for lf in latents),
-        shot_start=plan.shot_start(plan.chunk_latents(chunk).start),
+        shot_start=plan.shot_start(span.start),
     )
     return req, tuple(plan.prompts[i] for i in local)
 

@@ -223,13 +223,13 @@ class EMA:
 
 
 
-def save_train_state(out_dir: Path, model: WanTransformer, text: WordTextEncoder, opt: torch.optim.Optimizer, ema: EMA, step: int) -> None:
+def save_train_state(out_dir: Path, model: WanTransformer, text: WordTextEncoder, opt: torch.optim.Optimizer, ema: EMA | None, step: int) -> None:
     """Everything a stage needs to continue: live weights, optimizer, EMA shadow and step."""
     save_generator(model, text, out_dir / "last.safetensors", dtype=torch.float32)
-    torch.save({"opt": opt.state_dict(), "ema": ema.shadow, "step": step}, out_dir / "train_state.pt")
+    torch.save({"opt": opt.state_dict(), "ema": ema.shadow if ema is not None else [], "step": step}, out_dir / "train_state.pt")
 
 
-def load_train_state(out_dir: Path, model: WanTransformer, text: WordTextEncoder, opt: torch.optim.Optimizer, ema: EMA) -> int:
+def load_train_state(out_dir: Path, model: WanTransformer, text: WordTextEncoder, opt: torch.optim.Optimizer, ema: EMA | None) -> int:
     """Continue from `save_train_state` if `out_dir` holds one; returns the step reached (0: fresh)."""
     path = out_dir / "train_state.pt"
     if not path.exists():
@@ -237,9 +237,10 @@ def load_train_state(out_dir: Path, model: WanTransformer, text: WordTextEncoder
     st = torch.load(path, map_location="cpu", weights_only=True)
     load_generator(model, text, out_dir / "last.safetensors")
     opt.load_state_dict(st["opt"])
-    for s, v in zip(ema.shadow, st["ema"]):
-        s.copy_(v)
-    ema.updates = int(st["step"])
+    if ema is not None:
+        for s, v in zip(ema.shadow, st["ema"]):
+            s.copy_(v)
+        ema.updates = int(st["step"])
     return int(st["step"])
 
 
@@ -252,7 +253,7 @@ class Trainee:
     raw_model: WanTransformer
     raw_text: WordTextEncoder
     opt: torch.optim.Optimizer
-    ema: EMA
+    ema: EMA | None  # None for a model used as it trains (the distillation's critic)
     params: list[torch.nn.Parameter]
     step: int
 
@@ -266,7 +267,7 @@ def start_stage(out_dir: Path, seed: int, precision: str, card: ModelCard | None
     return Accelerator(mixed_precision=precision if torch.cuda.is_available() else "no"), card or default_card()
 
 
-def prepare_trainee(acc, card: ModelCard, out_dir: Path, *, init: str, lr: float, weight_decay: float, ema: float) -> Trainee:  # type: ignore[no-untyped-def]
+def prepare_trainee(acc, card: ModelCard, out_dir: Path, *, init: str, lr: float, weight_decay: float, ema: float | None) -> Trainee:  # type: ignore[no-untyped-def]
     """Build (from `init` weights if given), wrap for the accelerator and continue from `out_dir`'s state."""
     model, text, _ = build_modules(card)
     if init:
@@ -275,7 +276,7 @@ def prepare_trainee(acc, card: ModelCard, out_dir: Path, *, init: str, lr: float
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99))
     model, text, opt = acc.prepare(model, text, opt)
     raw_model, raw_text = acc.unwrap_model(model), acc.unwrap_model(text)
-    shadow = EMA([raw_model, raw_text], ema)
+    shadow = EMA([raw_model, raw_text], ema) if ema is not None else None
     step = load_train_state(out_dir, raw_model, raw_text, opt, shadow)
     return Trainee(model, text, raw_model, raw_text, opt, shadow, params, step)
 
@@ -288,6 +289,7 @@ def train_base(cfg: BaseTrainConfig, out_dir: Path, *, card: ModelCard | None = 
     ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
     tr = prepare_trainee(acc, card, out_dir, init=cfg.init, lr=cfg.lr, weight_decay=cfg.weight_decay, ema=cfg.ema)
     model, text, raw_model, raw_text, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step
+    assert ema is not None  # the base model ships as its average
     gen = torch.Generator().manual_seed(cfg.seed + step)
     total = cfg.steps + cfg.routed_steps
     packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers, montage=cfg.montage)

@@ -355,10 +355,11 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
     tr = prepare_trainee(acc, card, out_dir, init=cfg.init or cfg.teacher, lr=cfg.lr, weight_decay=0.0, ema=cfg.ema)
     student, s_text, raw_s, raw_t, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step
+    assert ema is not None  # the student ships as its average
     critic = None
     if cfg.dmd_steps > 0:  # its own folder, so that it resumes with the student
         (out_dir / "critic").mkdir(exist_ok=True)
-        critic = prepare_trainee(acc, card, out_dir / "critic", init=cfg.critic_init or cfg.teacher, lr=cfg.critic_lr, weight_decay=0.0, ema=cfg.ema)
+        critic = prepare_trainee(acc, card, out_dir / "critic", init=cfg.critic_init or cfg.teacher, lr=cfg.critic_lr, weight_decay=0.0, ema=None)
     gen = torch.Generator().manual_seed(cfg.seed + step)
     total = cfg.steps + cfg.dmd_steps + cfg.routed_steps
     packed = data or batches(cfg.seed + step, batch=cfg.batch, frames=cfg.latent_frames * card.temporal_stride, workers=cfg.num_workers)
@@ -378,30 +379,28 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps)
         z = to_latents(ae, batch, dev)
-        rec: dict[str, object] = {"step": step, "phase": phase}
         with acc.autocast():
             if phase == "routed":
                 loss = routed_loss(student, s_text, teacher, t_text, z, batch, cfg, gen)
             else:
                 if cfg.rollout > 0 and torch.rand((), generator=gen).item() < cfg.rollout:
                     z = own_film(student, s_text, z, batch, cfg, gen)  # the clean past becomes the student's own film of the clip
+                loss, regression = torch.zeros((), device=dev), 1.0
                 if phase == "dmd":
                     assert critic is not None
                     loss, draws = dmd_loss(student, s_text, teacher, t_text, critic.model, critic.text, z, batch, cfg, gen)
-                    if cfg.dmd_regression > 0:  # anchored to the teacher's end points, as the packed phase teaches
-                        states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, torch.randn(z.shape, generator=gen).to(dev))
-                        loss = loss + cfg.dmd_regression * student_loss(student, s_text, z, batch, cfg, states, target, gen)
-                else:
+                    regression = cfg.dmd_regression  # 0: none; else anchored to the teacher's end points, as the packed phase teaches
+                if regression > 0:
                     states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, torch.randn(z.shape, generator=gen).to(dev))
-                    loss = student_loss(student, s_text, z, batch, cfg, states, target, gen)
+                    loss = loss + regression * student_loss(student, s_text, z, batch, cfg, states, target, gen)
         acc.backward(loss)
         acc.clip_grad_norm_(params, 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema.update()
-        if phase == "dmd":
-            rec["critic"] = round(train_critic(acc, critic, z, draws, batch, cfg, gen), 5)  # type: ignore[arg-type]
-        if step % cfg.log_every == 0 or step == total or step == 1:
+        critic_last = train_critic(acc, critic, z, draws, batch, cfg, gen) if phase == "dmd" else None  # type: ignore[arg-type]
+        if step % cfg.log_every == 0 or step == total or step == 1:  # reading losses waits for the GPU: only when logging
+            rec = {"step": step, "phase": phase} | ({"critic": round(critic_last.item(), 5)} if critic_last is not None else {})
             rec.update(loss=round(loss.item(), 5), elapsed=round(time.time() - t0, 1))
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
@@ -411,7 +410,7 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
             if critic is not None:
                 save_train_state(out_dir / "critic", critic.raw_model, critic.raw_text, critic.opt, critic.ema, step)
     save_train_state(out_dir, raw_s, raw_t, opt, ema, step)
-    if critic is not None:  # the live critic (not its average): a later run continues against it with `critic_init`
+    if critic is not None:  # a later run continues against it with `critic_init`
         save_train_state(out_dir / "critic", critic.raw_model, critic.raw_text, critic.opt, critic.ema, step)
         save_generator(critic.raw_model, critic.raw_text, out_dir / "critic" / "critic.safetensors", dtype=torch.bfloat16)
     ema.copy_to()
@@ -423,8 +422,11 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     return final
 
 
-def train_critic(acc, critic: Trainee, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> float:  # type: ignore[no-untyped-def]
-    """`critic_updates` flow-matching steps of the critic on the student's latest draws; returns the last loss."""
+def train_critic(acc, critic: Trainee, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:  # type: ignore[no-untyped-def]
+    """`critic_updates` flow-matching steps of the critic on the student's latest draws; returns the last loss, detached.
+
+    The critic is used and saved as it is (no average): it must follow the student's draws now.
+    """
     loss = torch.zeros(())
     for _ in range(cfg.critic_updates):
         with acc.autocast():
@@ -433,5 +435,4 @@ def train_critic(acc, critic: Trainee, z: Tensor, draws: Tensor, batch: Batch, c
         acc.clip_grad_norm_(critic.params, 1.0)
         critic.opt.step()
         critic.opt.zero_grad(set_to_none=True)
-        critic.ema.update()
-    return float(loss.item())
+    return loss.detach()
