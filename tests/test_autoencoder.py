@@ -16,7 +16,7 @@ from cinecli.model.autoencoder import (
     load_autoencoder,
     save_autoencoder,
 )
-from cinecli.train.autoencoder import AETrainConfig, load_train_config, synthetic_clips, train_autoencoder
+from cinecli.train.autoencoder import AETrainConfig, boundary_share, load_train_config, recon_loss, synthetic_clips, train_autoencoder
 from cinecli.train.config import ConfigError, load_yaml_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,11 @@ def test_decoder_fine_tune_keeps_the_latent_space(tmp_path: Path) -> None:
     first = replace(load_train_config(ROOT / "configs/train/autoencoder-smoke.yaml"),
                     width=W, height=H, model=TINY, steps=2, holdout_clips=2)
     start = train_autoencoder(first, out_dir=tmp_path / "a")
-    tuned = train_autoencoder(replace(first, steps=3, init=str(start), train="decoder", lr=1e-2), out_dir=tmp_path / "b")
+    records: list[dict] = []
+    tuned = train_autoencoder(replace(first, steps=3, init=str(start), train="decoder", lr=1e-2, temporal_weight=1.0),
+                              out_dir=tmp_path / "b", log=records.append)
+    assert all("temporal" in r for r in records if "loss" in r)
+    assert 0.0 < records[-1]["eval_boundary_share"] <= 1.0 and 0.0 < records[-1]["clips_boundary_share"] <= 1.0
     a, b = load_autoencoder(start), load_autoencoder(tuned)
     sa, sb = a.state_dict(), b.state_dict()
     for name in sa:
@@ -179,3 +183,38 @@ def test_decoder_fine_tune_keeps_the_latent_space(tmp_path: Path) -> None:
         assert same == (not name.startswith("decoder.")), name
     with pytest.raises(ValueError, match="init"):
         replace(first, train="decoder")
+
+
+def _ramp(frames: int = 16) -> torch.Tensor:
+    """A bright bar sliding one pixel per frame: smooth motion, [1, 3, T, 8, 24]."""
+    v = torch.full((1, 3, frames, 8, 24), -1.0)
+    for t in range(frames):
+        v[:, :, t, :, t : t + 4] = 1.0
+    return v
+
+
+def _held(v: torch.Tensor, stride: int = 4) -> torch.Tensor:
+    """Every latent's frames drawn as its first one: the motion jumps between latents."""
+    return v[:, :, (torch.arange(v.shape[2]) // stride) * stride]
+
+
+def test_boundary_share_tells_smooth_motion_from_judder() -> None:
+    smooth = _ramp()
+    assert boundary_share(smooth, 4) == pytest.approx(3 / 15)  # changes into frames 4, 8, 12 of the 15
+    assert boundary_share(_held(smooth), 4) == pytest.approx(1.0)
+
+
+def test_temporal_loss_charges_judder_that_per_frame_losses_miss() -> None:
+    """A reconstruction that jumps between latents costs more than one off by a constant with a
+    larger per-frame error, once the temporal term is on, and the term is logged."""
+    target = _ramp()
+    judder = _held(target)
+    offset = target + 0.2
+    cfg = AETrainConfig(temporal_weight=1.0)
+    j, parts = recon_loss(judder, target, cfg)
+    o, _ = recon_loss(offset, target, cfg)
+    assert parts["temporal"] > 0 and recon_loss(offset, target, cfg)[1]["temporal"] == pytest.approx(0.0, abs=1e-6)
+    off_plain, _ = recon_loss(offset, target, AETrainConfig())
+    j_plain, _ = recon_loss(judder, target, AETrainConfig())
+    assert j - j_plain > o - off_plain  # the temporal term charges the judder, not the offset
+    assert "temporal" not in recon_loss(judder, target, AETrainConfig())[1]

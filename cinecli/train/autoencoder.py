@@ -61,6 +61,7 @@ class AETrainConfig:
     l1_weight: float = 1.0
     mse_weight: float = 1.0
     edge_weight: float = 0.0  # L1 on spatial finite differences (crisper outlines)
+    temporal_weight: float = 0.0  # L1 on frame-to-frame differences (motion spread over a latent's frames, not jumps between latents)
     precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp16" | "no"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     seed: int = 0
@@ -241,7 +242,26 @@ def recon_loss(recon: Tensor, target: Tensor, cfg: AETrainConfig) -> tuple[Tenso
         edge = (dx(recon) - dx(target)).abs().mean() + (dy(recon) - dy(target)).abs().mean()
         loss = loss + cfg.edge_weight * edge
         parts["edge"] = edge.item()
+    if cfg.temporal_weight > 0:
+        dt = lambda v: v[:, :, 1:] - v[:, :, :-1]  # noqa: E731
+        temporal = (dt(recon) - dt(target)).abs().mean()
+        loss = loss + cfg.temporal_weight * temporal
+        parts["temporal"] = temporal.item()
     return loss, parts
+
+
+def boundary_share(video: Tensor, stride: int) -> float:
+    """Share of the frame-to-frame change of `video` [B, 3, T, H, W] that falls between two
+    latent frames (into frames 0, stride, 2·stride, …) rather than inside one.
+
+    Smooth motion spreads change evenly, so the share is that of such frames among all
+    (1/stride in long videos, 3/15 in 16-frame clips); a decoder that draws each
+    latent's frames alike and jumps to the next latent's pushes it towards 1, and the film
+    judders (the cut detector then sees a cut at every latent frame of a fast camera move).
+    """
+    change = (video[:, :, 1:].float() - video[:, :, :-1].float()).abs().mean(dim=(0, 1, 3, 4))  # [T-1]: change into frame t
+    into = torch.arange(1, video.shape[2], device=change.device)
+    return float(change[into % stride == 0].sum() / change.sum().clamp_min(1e-12))
 
 
 def lr_at(step: int, cfg: AETrainConfig) -> float:
@@ -297,11 +317,12 @@ def _holdout(cfg: AETrainConfig) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: VideoAutoencoder, clips: Tensor, device: torch.device, autocast,
-             batch: int = 8) -> tuple[float, Tensor]:
-    """Held-out PSNR (dB) and the raw latents of ``clips`` (uint8 [N,T,H,W,3])."""
+             batch: int = 8) -> tuple[float, Tensor, float]:
+    """Held-out PSNR (dB), the raw latents of ``clips`` (uint8 [N,T,H,W,3]) and the
+    reconstructions' `boundary_share` (logged beside the clips' own)."""
     was_training = model.training
     model.eval()
-    se, n, zs = 0.0, 0, []
+    se, n, zs, recons = 0.0, 0, [], []
     for i in range(0, clips.shape[0], batch):
         x = to_video(clips[i : i + batch], device)
         with autocast():
@@ -310,8 +331,10 @@ def evaluate(model: VideoAutoencoder, clips: Tensor, device: torch.device, autoc
         se += (y.float() - x).square().sum().item()
         n += x.numel()
         zs.append(z.float().cpu())
+        recons.append(y.float().clamp(-1, 1).cpu())
     model.train(was_training)
-    return 10.0 * math.log10(4.0 / max(se / n, 1e-12)), torch.cat(zs)
+    share = boundary_share(torch.cat(recons), model.temporal_stride)
+    return 10.0 * math.log10(4.0 / max(se / n, 1e-12)), torch.cat(zs), share
 
 
 def _save_strip(model: VideoAutoencoder, clip: Tensor, device: torch.device, path: Path) -> None:
@@ -406,19 +429,21 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
                   "lr": lr, "grad_norm": float(gnorm), "sec_per_step": dt,
                   "clips_per_sec": x.shape[0] / dt})
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-            p, _ = evaluate(raw, holdout, device, acc.autocast)
-            emit({"step": step, "eval_psnr": p})
+            p, _, share = evaluate(raw, holdout, device, acc.autocast)
+            emit({"step": step, "eval_psnr": p, "eval_boundary_share": share})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save_checkpoint(out_dir, raw, opt, step, cfg)
 
     # held-out quality and the per-channel latent statistics diffusion will normalise with
     # (kept from `init` when only the decoder trained: the generators were trained with them)
-    p, z = evaluate(raw, holdout, device, acc.autocast)
+    p, z, share = evaluate(raw, holdout, device, acc.autocast)
     if not decoder_only:
         z = z.transpose(0, 1).reshape(cfg.model.latent_channels, -1).double()  # [C, N*f*h*w]
         raw.latent_mean.copy_(z.mean(1).float().to(device))
         raw.latent_std.copy_(z.std(1).clamp_min(1e-6).float().to(device))
-    emit({"step": step, "eval_psnr": p, "latent_mean": raw.latent_mean.tolist(),
+    emit({"step": step, "eval_psnr": p, "eval_boundary_share": share,
+          "clips_boundary_share": boundary_share(to_video(holdout, torch.device("cpu")), cfg.model.temporal_stride),
+          "latent_mean": raw.latent_mean.tolist(),
           "latent_std": raw.latent_std.tolist()})
     _save_strip(raw, holdout[0], device, out_dir / "reconstruction.png")
     plot_log(log_path, out_dir / "loss.png", "autoencoder: reconstruction loss")
