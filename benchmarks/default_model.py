@@ -39,7 +39,8 @@ import torch
 
 from cinecli.eval.report import evaluate
 from cinecli.memory.bank import MemoryBank
-from cinecli.model.autoencoder import load_autoencoder
+from cinecli.eval.metrics import judder
+from cinecli.model.autoencoder import AutoencoderConfig, load_autoencoder
 from cinecli.model.bundle import load_default, load_generator
 from cinecli.model.formats import film_format
 from cinecli.model.transformer import TextContext
@@ -84,6 +85,8 @@ ROWS = {
 }
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
+COLUMNS = KEYS + ("judder",)  # judder: a diagnostic of the autoencoder's latent grid, not a `cinecli eval` metric
+LATENT_STRIDE = AutoencoderConfig().temporal_stride
 
 
 class PairedPrompts:
@@ -140,7 +143,7 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         frames = render_frames(film, 0, film.total_frames)
         if row.variant == "autoencoder":
             frames = round_trip(bundle.autoencoder, frames)
-        return scores(evaluate(frames, plan, truth=film)), 0.0
+        return film_scores(frames, evaluate(frames, plan, truth=film)), 0.0
     out = work / "film.mp4"
     t = time.perf_counter()
     director = Director(sp, plan, bundle[0] if row.variant == "keyframes" else bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
@@ -151,7 +154,16 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t
-    return scores(evaluate(read_video(out), plan, truth=film)), seconds
+    frames = read_video(out)
+    return film_scores(frames, evaluate(frames, plan, truth=film)), seconds
+
+
+def film_scores(frames: np.ndarray, report) -> dict:  # type: ignore[no-untyped-def]
+    """`scores`, and the film's judder: the share of its frame-to-frame change that lands
+    between latent frames, scripted cuts (and the detected cuts matched to them) left out."""
+    change = np.array([np.abs(frames[t].astype(np.int16) - frames[t - 1]).mean() for t in range(1, len(frames))])
+    skip = frozenset(int(c) for c in report.cuts.scripted) | frozenset(int(d) for _, d in report.cuts.matched)
+    return scores(report) | {"judder": judder(change, LATENT_STRIDE, skip)}
 
 
 def scores(report) -> dict:  # type: ignore[no-untyped-def]
@@ -253,7 +265,7 @@ def main() -> None:
                 got, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
                 results[row].append(got)
                 timing[row] += seconds
-                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: got.get(k) for k in KEYS}, "cuts": got["cuts"]}), flush=True)
+                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: got.get(k) for k in COLUMNS}, "cuts": got["cuts"]}), flush=True)
     video_seconds = sum(f.total_frames / f.fps for f in films)
 
     def values(row: str, key: str) -> list[float]:
@@ -262,18 +274,18 @@ def main() -> None:
     def cell(x: float | None) -> str:
         return f"{x:.3f}" if x is not None else "–"
 
-    header = "| row | " + " | ".join(KEYS) + " | render s per film s |"
-    lines = [header, "|" + "---|" * (len(KEYS) + 2)]
+    header = "| row | " + " | ".join(COLUMNS) + " | render s per film s |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
     for row in results:
-        cells = [cell(float(np.mean(v)) if (v := values(row, k)) else None) for k in KEYS]
+        cells = [cell(float(np.mean(v)) if (v := values(row, k)) else None) for k in COLUMNS]
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {timing[row] / video_seconds:.2f} |")
     table = "\n".join(lines)
 
     # The films differ far more than the rows do on some metrics (drift runs 0-1 across films):
     # the standard error of each mean says which differences between rows the films can carry.
-    spread = ["| row | " + " | ".join(f"± {k}" for k in KEYS) + " |", "|" + "---|" * (len(KEYS) + 1)]
+    spread = ["| row | " + " | ".join(f"± {k}" for k in COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
     for row in results:
-        errs = [cell(float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v := values(row, k)) > 1 else None) for k in KEYS]
+        errs = [cell(float(np.std(v, ddof=1) / np.sqrt(len(v))) if len(v := values(row, k)) > 1 else None) for k in COLUMNS]
         spread.append(f"| {row} | " + " | ".join(errs) + " |")
     table += "\n\nStandard error of each mean over the films:\n\n" + "\n".join(spread)
     kinds = sorted({k for row in results for r in results[row] for k in r["claims"]})

@@ -195,3 +195,16 @@ def test_cli_eval_bad_inputs(rendered, tmp_path: Path) -> None:  # type: ignore[
     assert invalid.exit_code == 2 and "invalid" in invalid.output
     helped = runner.invoke(app, ["eval", "--help"])
     assert helped.exit_code == 0 and "cinecli eval film.mp4 --script film.yaml" in helped.output
+
+
+def test_judder_counts_jumps_between_latent_frames_but_not_scripted_cuts() -> None:
+    from cinecli.eval.metrics import judder
+
+    smooth = np.ones(15)  # change into frames 1..15, evenly spread
+    assert judder(smooth, 4) == pytest.approx(3 / 15)
+    jumpy = np.where(np.arange(1, 16) % 4 == 0, 1.0, 0.0)
+    assert judder(jumpy, 4) == pytest.approx(1.0)
+    cut_at_8 = smooth.copy()
+    cut_at_8[7] = 100.0  # a scripted cut into frame 8, a latent boundary
+    assert judder(cut_at_8, 4) > 0.8
+    assert judder(cut_at_8, 4, frozenset({8})) == pytest.approx(2 / 14)

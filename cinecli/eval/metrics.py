@@ -1,5 +1,5 @@
 """The film metrics other than cuts: text alignment, intra- and inter-shot consistency,
-motion over time and drift. Each is a small pure function of measurements and frame ranges.
+motion over time, drift and judder. Each is a small pure function of measurements and frame ranges.
 """
 
 from __future__ import annotations
@@ -252,3 +252,21 @@ def drift_score(colour: np.ndarray, sharp: np.ndarray, fps: int) -> tuple[float,
     s0, s1 = edge_means(sharp, ok, fps)
     gc, gs = max(0.0, c1 - c0), max(0.0, s1 - s0)
     return float(np.exp(-(gc / DRIFT_RGB_TAU + gs / DRIFT_SHARP_TAU))), gc, gs
+
+
+# ---------------------------------------------------------------------- judder
+
+
+def judder(change: np.ndarray, stride: int, skip: frozenset[int] = frozenset()) -> float:
+    """Share of a video's frame-to-frame change that lands between two latent frames.
+
+    `change[t - 1]` is the change into frame t; frames 0, stride, 2·stride, … start a latent
+    frame. Smooth motion spreads change evenly, so the share is that of such frames among all
+    (1/stride in long videos); a decoder or generator that draws each latent's frames alike and
+    jumps to the next pushes it towards 1, and the film judders. Transitions into the frames in
+    `skip` (scripted cuts) are left out, so a film's cuts do not count as judder.
+    """
+    into = np.arange(1, len(change) + 1)
+    keep = ~np.isin(into, list(skip))
+    total = float(change[keep].sum())
+    return float(change[keep & (into % stride == 0)].sum() / max(total, 1e-12))

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from cinecli.eval.metrics import judder
 from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, load_autoencoder, save_autoencoder
 from cinecli.train.config import load_yaml_config
 from cinecli.train.logs import plot_log
@@ -251,17 +252,10 @@ def recon_loss(recon: Tensor, target: Tensor, cfg: AETrainConfig) -> tuple[Tenso
 
 
 def boundary_share(video: Tensor, stride: int) -> float:
-    """Share of the frame-to-frame change of `video` [B, 3, T, H, W] that falls between two
-    latent frames (into frames 0, stride, 2·stride, …) rather than inside one.
-
-    Smooth motion spreads change evenly, so the share is that of such frames among all
-    (1/stride in long videos, 3/15 in 16-frame clips); a decoder that draws each
-    latent's frames alike and jumps to the next latent's pushes it towards 1, and the film
-    judders (the cut detector then sees a cut at every latent frame of a fast camera move).
-    """
-    change = (video[:, :, 1:].float() - video[:, :, :-1].float()).abs().mean(dim=(0, 1, 3, 4))  # [T-1]: change into frame t
-    into = torch.arange(1, video.shape[2], device=change.device)
-    return float(change[into % stride == 0].sum() / change.sum().clamp_min(1e-12))
+    """`cinecli.eval.metrics.judder` of a batch of clips [B, 3, T, H, W], change pooled over the
+    batch: how much more a reconstruction jumps between latent frames than inside one."""
+    change = (video[:, :, 1:].float() - video[:, :, :-1].float()).abs().mean(dim=(0, 1, 3, 4))
+    return judder(change.cpu().numpy(), stride)
 
 
 def lr_at(step: int, cfg: AETrainConfig) -> float:
