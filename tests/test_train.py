@@ -11,7 +11,7 @@ from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, save_
 from cinecli.model.bundle import build_modules, load_generator, save_generator
 from cinecli.model.card import default_card
 from cinecli.train.base import BaseTrainConfig, train_base
-from cinecli.train.data import Batch, latent_conditioning
+from cinecli.train.data import Batch, after_cuts, latent_conditioning
 from cinecli.train.distill import DistillConfig, teacher_grid, train_distill
 from cinecli.sampling.schedule import StepSchedule
 
@@ -143,6 +143,18 @@ def test_first_sightings_weigh_with_returns() -> None:
     assert torch.equal(batch.frame_weights(5.0, 3.0), torch.tensor([[1.0, 3.0, 1.0, 5.0]]))
     assert torch.equal(batch.frame_weights(1.0, 3.0), torch.tensor([[1.0, 3.0, 1.0, 1.0]]))
     assert batch.frame_weights(1.0, 1.0) is None
+
+
+def test_the_first_chunk_after_each_cut_weighs_cut_weight() -> None:
+    """A cut on latent frame 2 and one on frame 7 of 8: with chunks of 3, frames 2-4 and 7
+    (the clip ends there) carry the cut weight, on top of any other weight."""
+    cuts = torch.tensor([[False, False, True, False, False, False, False, True]])
+    assert after_cuts(cuts, 3).tolist() == [[False, False, True, True, True, False, False, True]]
+    assert torch.equal(after_cuts(cuts, 1), cuts)
+    batch = Batch(video=torch.zeros(1, 32, 2, 2, 3, dtype=torch.uint8), prompts=[("a",) * 8], cuts=cuts,
+                  returns=torch.tensor([[False] * 3 + [True] + [False] * 4]))
+    assert batch.frame_weights(5.0, 1.0, 4.0, 3).tolist() == [[1.0, 1.0, 4.0, 8.0, 4.0, 1.0, 1.0, 4.0]]
+    assert batch.frame_weights(1.0, 1.0, 1.0, 3) is None
 
 
 def test_student_rollout_is_the_film_generation_renders() -> None:

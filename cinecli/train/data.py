@@ -74,14 +74,17 @@ class Batch:
     firsts: Tensor | None = None  # bool [B, F]: see `LatentClip.firsts`
     characters: Tensor | None = None  # bool [B, F, h, w]: see `LatentClip.characters`
 
-    def frame_weights(self, return_weight: float, first_weight: float = 1.0) -> Tensor | None:
+    def frame_weights(self, return_weight: float, first_weight: float = 1.0, cut_weight: float = 1.0, cut_span: int = 1) -> Tensor | None:
         """Loss weight per latent frame [B, F]: `return_weight` on returns, `first_weight` on first
-        sightings of a scene after a cut, 1 elsewhere (None: all 1)."""
+        sightings of a scene after a cut, `cut_weight` on the `cut_span` frames from each hard cut
+        on (see `after_cuts`), 1 elsewhere (None: all 1)."""
         w = None
         if self.returns is not None and return_weight != 1.0:
             w = 1.0 + (return_weight - 1.0) * self.returns.float()
         if self.firsts is not None and first_weight != 1.0:
             w = (w if w is not None else torch.ones(self.firsts.shape)) + (first_weight - 1.0) * self.firsts.float()
+        if cut_weight != 1.0:
+            w = (w if w is not None else torch.ones(self.cuts.shape)) + (cut_weight - 1.0) * after_cuts(self.cuts, cut_span).float()
         return w
 
     def cell_weights(self, character_weight: float) -> Tensor | None:
@@ -90,6 +93,18 @@ class Batch:
         if self.characters is None or character_weight == 1.0:
             return None
         return 1.0 + (character_weight - 1.0) * self.characters.float()
+
+
+def after_cuts(cuts: Tensor, span: int) -> Tensor:
+    """bool [B, F]: the `span` latent frames from each hard cut on, the cut's own included.
+
+    Every shot/reverse-shot cut of a dialogue changes the picture less than a cut to a new scene,
+    and a model that keeps drawing the last shot there loses the cut: these frames carry it.
+    """
+    out = cuts.clone()
+    for k in range(1, min(span, cuts.shape[1])):
+        out[:, k:] |= cuts[:, :-k]
+    return out
 
 
 def collate(clips: list[LatentClip]) -> Batch:

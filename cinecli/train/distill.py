@@ -83,6 +83,7 @@ class DistillConfig:
     init: str = ""  # the student starts from these weights (default: the teacher's), to continue a distillation
     return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
     first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
+    cut_weight: float = 1.0  # loss weight of the first chunk's latent frames after every hard cut (`after_cuts`)
     character_weight: float = 1.0  # loss weight of latent cells a character covers (`character_cells`)
     rollout: float = 0.0  # share of steps whose clean past is the student's own rollout (see the module docstring)
     dmd_steps: int = 0  # after the packed steps: distribution-matching steps (see the module docstring)
@@ -185,7 +186,7 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     ctx = encode_prompts(text, student, batch.prompts, 0.0, gen)
     v = packed_velocity(student, z, x, sigma, ctx, batch.cuts.to(dev), cfg.chunk_frames)
     x0 = x.float() - sigma[:, None, :, None, None] * v
-    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight), batch.cell_weights(cfg.character_weight))
+    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames), batch.cell_weights(cfg.character_weight))
 
 
 @torch.no_grad()
@@ -258,7 +259,7 @@ def dmd_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTrans
     x_t = add_noise(x0.detach(), torch.randn(z.shape, generator=gen).to(z.device), sigma[:, None, :, None, None])
     real, fake = denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, cfg)
     target = dmd_target(x0.detach(), real, fake)
-    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight), batch.cell_weights(cfg.character_weight)), x0.detach()
+    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames), batch.cell_weights(cfg.character_weight)), x0.detach()
 
 
 def critic_loss(critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:
@@ -341,7 +342,7 @@ def routed_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTr
     level = torch.randint(0, cfg.student_steps, (b, -(-f // cfg.chunk_frames)), generator=gen)
     errors, _ = routed_student_errors(ClipMemory.open(teacher, z, policy), ClipMemory.open(student, z, policy), texts, z, noise,
                                       batch.cuts.to(z.device), level, cfg, batch.cell_weights(cfg.character_weight))
-    return weighted_mean(errors, batch.frame_weights(cfg.return_weight, cfg.first_weight))
+    return weighted_mean(errors, batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames))
 
 
 def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
