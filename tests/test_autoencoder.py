@@ -200,8 +200,10 @@ def _held(v: torch.Tensor, stride: int = 4) -> torch.Tensor:
 
 def test_boundary_share_tells_smooth_motion_from_judder() -> None:
     smooth = _ramp()
-    assert boundary_share(smooth, 4) == pytest.approx(3 / 15)  # changes into frames 4, 8, 12 of the 15
-    assert boundary_share(_held(smooth), 4) == pytest.approx(1.0)
+    none = [frozenset()]
+    assert boundary_share(smooth, 4, none) == pytest.approx(3 / 15)  # changes into frames 4, 8, 12 of the 15
+    assert boundary_share(_held(smooth), 4, none) == pytest.approx(1.0)
+    assert boundary_share(_held(smooth), 4, [frozenset({4, 8, 12})]) == pytest.approx(0.0)  # those were the clip's cuts
 
 
 def test_temporal_loss_charges_judder_that_per_frame_losses_miss() -> None:

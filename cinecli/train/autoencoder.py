@@ -29,7 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from cinecli.eval.cuts import detect_cuts
 from cinecli.eval.metrics import judder
+from cinecli.eval.signals import compute_signals
 from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, load_autoencoder, save_autoencoder
 from cinecli.train.config import load_yaml_config
 from cinecli.train.logs import plot_log
@@ -251,11 +253,21 @@ def recon_loss(recon: Tensor, target: Tensor, cfg: AETrainConfig) -> tuple[Tenso
     return loss, parts
 
 
-def boundary_share(video: Tensor, stride: int) -> float:
-    """`cinecli.eval.metrics.judder` of a batch of clips [B, 3, T, H, W], change pooled over the
-    batch: how much more a reconstruction jumps between latent frames than inside one."""
-    change = (video[:, :, 1:].float() - video[:, :, :-1].float()).abs().mean(dim=(0, 1, 3, 4))
-    return judder(change.cpu().numpy(), stride)
+def clip_cuts(clips: Tensor) -> list[frozenset[int]]:
+    """The hard cuts `cinecli.eval` detects in each uint8 clip [N, T, H, W, 3]: world clips cut
+    on latent-frame starts, so their cuts would otherwise count as judder."""
+    found = []
+    for clip in clips:
+        sig = compute_signals(clip.numpy())
+        found.append(frozenset(detect_cuts(sig.diff, sig.hist_dist)))
+    return found
+
+
+def boundary_share(video: Tensor, stride: int, cuts: list[frozenset[int]]) -> float:
+    """Mean over clips [B, 3, T, H, W] of `cinecli.eval.metrics.judder`, each clip's `cuts` left
+    out: how much more a reconstruction jumps between latent frames than inside one."""
+    change = (video[:, :, 1:].float() - video[:, :, :-1].float()).abs().mean(dim=(1, 3, 4)).cpu().numpy()  # [B, T-1]
+    return float(np.mean([judder(c, stride, skip) for c, skip in zip(change, cuts)]))
 
 
 def lr_at(step: int, cfg: AETrainConfig) -> float:
@@ -327,7 +339,7 @@ def evaluate(model: VideoAutoencoder, clips: Tensor, device: torch.device, autoc
         zs.append(z.float().cpu())
         recons.append(y.float().clamp(-1, 1).cpu())
     model.train(was_training)
-    share = boundary_share(torch.cat(recons), model.temporal_stride)
+    share = boundary_share(torch.cat(recons), model.temporal_stride, clip_cuts(clips))
     return 10.0 * math.log10(4.0 / max(se / n, 1e-12)), torch.cat(zs), share
 
 
@@ -436,7 +448,7 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
         raw.latent_mean.copy_(z.mean(1).float().to(device))
         raw.latent_std.copy_(z.std(1).clamp_min(1e-6).float().to(device))
     emit({"step": step, "eval_psnr": p, "eval_boundary_share": share,
-          "clips_boundary_share": boundary_share(to_video(holdout, torch.device("cpu")), cfg.model.temporal_stride),
+          "clips_boundary_share": boundary_share(to_video(holdout, torch.device("cpu")), cfg.model.temporal_stride, clip_cuts(holdout)),
           "latent_mean": raw.latent_mean.tolist(),
           "latent_std": raw.latent_std.tolist()})
     _save_strip(raw, holdout[0], device, out_dir / "reconstruction.png")
