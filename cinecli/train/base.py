@@ -62,6 +62,7 @@ class BaseTrainConfig:
     recent_chunks: int = 3
     return_weight: float = 1.0  # loss weight of latent frames whose scene returns from beyond the recent window
     first_weight: float = 1.0  # loss weight of latent frames that show a scene for the first time after a cut
+    cut_weight: float = 1.0  # loss weight of the first chunk's latent frames after every hard cut (`after_cuts`)
     character_weight: float = 1.0  # loss weight of latent cells a character covers (`character_cells`)
     montage: float = 0.5  # share of montage clips (the ones that revisit scenes) in packed batches
     routed_montage: float = 0.5  # the same for the routed phase
@@ -121,7 +122,7 @@ def packed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
     src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, model.rope, z.dtype, dev)
     v = model(torch.cat([z, noisy], dim=2), t, ctx, fp, src, cuts)[:, :, f:]
-    return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight, cfg.first_weight), batch.cell_weights(cfg.character_weight))
+    return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames), batch.cell_weights(cfg.character_weight))
 
 
 @dataclass
@@ -184,7 +185,7 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
         v = memory.forward(noisy, s, ctx, fp, cuts[:, sl], Routing())
         errors.append(frame_mse(v, noise[:, :, sl] - z[:, :, sl], cells[:, sl] if cells is not None else None))
         memory.remember(z[:, :, sl], detached(ctx), fp, cuts[:, sl], Routing())
-    return weighted_mean(torch.cat(errors, dim=1), batch.frame_weights(cfg.return_weight, cfg.first_weight))
+    return weighted_mean(torch.cat(errors, dim=1), batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames))
 
 
 def detached(ctx: TextContext) -> TextContext:
