@@ -322,13 +322,13 @@ def _holdout(cfg: AETrainConfig) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: VideoAutoencoder, clips: Tensor, device: torch.device, autocast,
+def evaluate(model: VideoAutoencoder, clips: Tensor, cuts: list[frozenset[int]], device: torch.device, autocast,
              batch: int = 8) -> tuple[float, Tensor, float]:
     """Held-out PSNR (dB), the raw latents of ``clips`` (uint8 [N,T,H,W,3]) and the
-    reconstructions' `boundary_share` (logged beside the clips' own)."""
+    reconstructions' `boundary_share`, the clips' own `cuts` (`clip_cuts`) left out."""
     was_training = model.training
     model.eval()
-    se, n, zs, recons = 0.0, 0, [], []
+    se, n, zs, share = 0.0, 0, [], 0.0
     for i in range(0, clips.shape[0], batch):
         x = to_video(clips[i : i + batch], device)
         with autocast():
@@ -337,10 +337,9 @@ def evaluate(model: VideoAutoencoder, clips: Tensor, device: torch.device, autoc
         se += (y.float() - x).square().sum().item()
         n += x.numel()
         zs.append(z.float().cpu())
-        recons.append(y.float().clamp(-1, 1).cpu())
+        share += boundary_share(y.float().clamp(-1, 1), model.temporal_stride, cuts[i : i + batch]) * x.shape[0]  # a mean over clips
     model.train(was_training)
-    share = boundary_share(torch.cat(recons), model.temporal_stride, clip_cuts(clips))
-    return 10.0 * math.log10(4.0 / max(se / n, 1e-12)), torch.cat(zs), share
+    return 10.0 * math.log10(4.0 / max(se / n, 1e-12)), torch.cat(zs), share / clips.shape[0]
 
 
 def _save_strip(model: VideoAutoencoder, clip: Tensor, device: torch.device, path: Path) -> None:
@@ -402,6 +401,7 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
             log(rec)
 
     holdout = _holdout(cfg)
+    holdout_cuts = clip_cuts(holdout)  # fixed clips: found once
     model.train()
     t_last, steps_since = time.perf_counter(), 0
     t_start = t_last
@@ -435,20 +435,20 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
                   "lr": lr, "grad_norm": float(gnorm), "sec_per_step": dt,
                   "clips_per_sec": x.shape[0] / dt})
         if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-            p, _, share = evaluate(raw, holdout, device, acc.autocast)
+            p, _, share = evaluate(raw, holdout, holdout_cuts, device, acc.autocast)
             emit({"step": step, "eval_psnr": p, "eval_boundary_share": share})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save_checkpoint(out_dir, raw, opt, step, cfg)
 
     # held-out quality and the per-channel latent statistics diffusion will normalise with
     # (kept from `init` when only the decoder trained: the generators were trained with them)
-    p, z, share = evaluate(raw, holdout, device, acc.autocast)
+    p, z, share = evaluate(raw, holdout, holdout_cuts, device, acc.autocast)
     if not decoder_only:
         z = z.transpose(0, 1).reshape(cfg.model.latent_channels, -1).double()  # [C, N*f*h*w]
         raw.latent_mean.copy_(z.mean(1).float().to(device))
         raw.latent_std.copy_(z.std(1).clamp_min(1e-6).float().to(device))
     emit({"step": step, "eval_psnr": p, "eval_boundary_share": share,
-          "clips_boundary_share": boundary_share(to_video(holdout, torch.device("cpu")), cfg.model.temporal_stride, clip_cuts(holdout)),
+          "clips_boundary_share": boundary_share(to_video(holdout, torch.device("cpu")), cfg.model.temporal_stride, holdout_cuts),
           "latent_mean": raw.latent_mean.tolist(),
           "latent_std": raw.latent_std.tolist()})
     _save_strip(raw, holdout[0], device, out_dir / "reconstruction.png")

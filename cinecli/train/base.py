@@ -107,22 +107,36 @@ def to_latents(ae: VideoAutoencoder, batch: Batch, device: torch.device) -> Tens
     return ae.normalize(ae.encode(video)).float()
 
 
+def packed_layout(model: WanTransformer, z: Tensor, chunk_frames: int) -> SequenceAttention:
+    """The packed [clean | noisy] layout of clips shaped like `z` [B, C, F, H, W]: block-causal
+    mask and positions, built once per batch and shared by every pass over it."""
+    _, _, f, h, w = z.shape
+    rows, cols = model.config.grid(h, w)
+    return SequenceAttention.packed(f, chunk_frames, rows, cols, model.rope, z.dtype, z.device)
+
+
+def packed_velocity(model: WanTransformer, z: Tensor, x: Tensor, sigma: Tensor, ctx: TextContext, cuts: Tensor, src: SequenceAttention) -> Tensor:
+    """Velocity of every noisy chunk `x` at its level `sigma` [B, F], each chunk conditioned on the clean past `z`.
+
+    One pass in the packed layout `src` (`packed_layout`): the clean past the chunk sees is
+    exactly what generation's cache holds once the earlier chunks are drawn. `cuts` [B, F]: the
+    clip's cut flags.
+    """
+    b, f = z.shape[0], z.shape[2]
+    fp = torch.arange(f, device=z.device).repeat(2).expand(b, -1)
+    t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
+    return model(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts.repeat(1, 2))[:, :, f:].float()
+
+
 def packed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: BaseTrainConfig, gen: torch.Generator) -> Tensor:
     """Flow-matching loss of the noisy half of the packed [clean | noisy] sequence."""
-    b, _, f, h, w = z.shape
-    dev = z.device
-    rows, cols = model.config.grid(h, w)
-    sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, dev)
-    noise = torch.randn(z.shape, generator=gen).to(dev)
-    s5 = sigma[:, None, :, None, None]
-    noisy = add_noise(z, noise, s5)
+    b, f = z.shape[0], z.shape[2]
+    sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.sigma_shift, gen, z.device)
+    noise = torch.randn(z.shape, generator=gen).to(z.device)
+    noisy = add_noise(z, noise, sigma[:, None, :, None, None])
     ctx = encode_prompts(text, model, batch.prompts, cfg.cfg_dropout, gen)
-    fp = torch.arange(f, device=dev).repeat(2).expand(b, -1)
-    cuts = batch.cuts.to(dev).repeat(1, 2)
-    t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
-    src = SequenceAttention.packed(f, cfg.chunk_frames, rows, cols, model.rope, z.dtype, dev)
-    v = model(torch.cat([z, noisy], dim=2), t, ctx, fp, src, cuts)[:, :, f:]
-    return weighted_mse(v, noise - z, batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames), batch.cell_weights(cfg.character_weight))
+    v = packed_velocity(model, z, noisy, sigma, ctx, batch.cuts.to(z.device), packed_layout(model, z, cfg.chunk_frames))
+    return weighted_mse(v, noise - z, batch.weights_for(cfg), batch.cell_weights(cfg.character_weight))
 
 
 @dataclass
@@ -185,7 +199,7 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
         v = memory.forward(noisy, s, ctx, fp, cuts[:, sl], Routing())
         errors.append(frame_mse(v, noise[:, :, sl] - z[:, :, sl], cells[:, sl] if cells is not None else None))
         memory.remember(z[:, :, sl], detached(ctx), fp, cuts[:, sl], Routing())
-    return weighted_mean(torch.cat(errors, dim=1), batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames))
+    return weighted_mean(torch.cat(errors, dim=1), batch.weights_for(cfg))
 
 
 def detached(ctx: TextContext) -> TextContext:

@@ -9,7 +9,7 @@ processes so the GPU is not starved.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
@@ -65,6 +65,15 @@ class WorldClips(IterableDataset):
         yield from world_clips(self.seed * 1000 + worker, self.frames, self.stride, self.width, self.height, self.fps, self.montage)
 
 
+class FrameWeighting(Protocol):
+    """The loss weights a training config (base or distillation) sets per latent frame."""
+
+    return_weight: float
+    first_weight: float
+    cut_weight: float
+    chunk_frames: int
+
+
 @dataclass(frozen=True)
 class Batch:
     video: Tensor  # uint8 [B, T, H, W, 3]
@@ -86,6 +95,10 @@ class Batch:
         if cut_weight != 1.0:
             w = (w if w is not None else torch.ones(self.cuts.shape)) + (cut_weight - 1.0) * after_cuts(self.cuts, cut_span).float()
         return w
+
+    def weights_for(self, cfg: FrameWeighting) -> Tensor | None:
+        """`frame_weights` as a training config sets them, the cut weight over its first chunk."""
+        return self.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames)
 
     def cell_weights(self, character_weight: float) -> Tensor | None:
         """Loss weight per latent cell [B, F, h, w]: `character_weight` where a character is, 1

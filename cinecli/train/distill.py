@@ -48,8 +48,8 @@ from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
-from cinecli.train.base import (ClipMemory, Trainee, chunk_sigmas, detached, encode_prompts, prepare_trainee, progress, save_train_state, start_stage,
-                                to_latents)
+from cinecli.train.base import (ClipMemory, Trainee, chunk_sigmas, detached, encode_prompts, packed_layout, packed_velocity, prepare_trainee, progress,
+                                save_train_state, start_stage, to_latents)
 from cinecli.train.data import Batch, batches, frame_mse, weighted_mean, weighted_mse
 from cinecli.train.logs import plot_log
 
@@ -103,21 +103,6 @@ def phase_at(p: float, cfg: DistillConfig) -> str:
     return "dmd" if p < (cfg.steps + cfg.dmd_steps) / total or cfg.routed_steps == 0 else "routed"
 
 
-def packed_velocity(model: WanTransformer, z: Tensor, x: Tensor, sigma: Tensor, ctx: TextContext, cuts: Tensor, chunk_frames: int) -> Tensor:
-    """Velocity of every noisy chunk `x` at its level `sigma` [B, F], each chunk conditioned on the clean past `z`.
-
-    One pass in the packed [clean | noisy] layout under the block-causal mask: the clean past
-    the chunk sees is exactly what generation's cache holds once the earlier chunks are drawn.
-    `cuts` [B, F]: the clip's cut flags.
-    """
-    b, _, f, h, w = z.shape
-    rows, cols = model.config.grid(h, w)
-    fp = torch.arange(f, device=z.device).repeat(2).expand(b, -1)
-    t = torch.cat([torch.zeros_like(sigma), sigma], dim=1) * 1000
-    src = SequenceAttention.packed(f, chunk_frames, rows, cols, model.rope, z.dtype, z.device)
-    return model(torch.cat([z, x.to(z.dtype)], dim=2), t, ctx, fp, src, cuts.repeat(1, 2))[:, :, f:].float()
-
-
 def teacher_grid(levels: Tensor, substeps: int) -> Tensor:
     """The teacher's σ grid: each student interval split into `substeps` equal parts."""
     parts = [torch.linspace(float(a), float(b), substeps + 1, dtype=torch.float64)[:-1] for a, b in zip(levels[:-1], levels[1:])]
@@ -133,14 +118,15 @@ def teacher_trajectory(teacher: WanTransformer, text: WordTextEncoder, z: Tensor
     cond = encode_prompts(text, teacher, batch.prompts, 0.0, torch.Generator())
     uncond = encode_prompts(text, teacher, [("",) * f] * b, 0.0, torch.Generator())
     cuts = batch.cuts.to(z.device)
+    src = packed_layout(teacher, z, cfg.chunk_frames)
     x = noise.clone()
     states = []
     for i, (s, s_next) in enumerate(zip(grid[:-1], grid[1:])):
         if i % cfg.substeps == 0:
             states.append(x.clone())
         sigma = torch.full((b, f), s, device=z.device)
-        v_c = packed_velocity(teacher, z, x, sigma, cond, cuts, cfg.chunk_frames)
-        v_u = packed_velocity(teacher, z, x, sigma, uncond, cuts, cfg.chunk_frames)
+        v_c = packed_velocity(teacher, z, x, sigma, cond, cuts, src)
+        v_u = packed_velocity(teacher, z, x, sigma, uncond, cuts, src)
         x = x + (s_next - s) * (v_u + cfg.guidance * (v_c - v_u))
     return states, x
 
@@ -184,9 +170,9 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     x = stacked.gather(0, idx)[0]
     sigma = levels.to(dev).float()[k]  # [B, F]
     ctx = encode_prompts(text, student, batch.prompts, 0.0, gen)
-    v = packed_velocity(student, z, x, sigma, ctx, batch.cuts.to(dev), cfg.chunk_frames)
+    v = packed_velocity(student, z, x, sigma, ctx, batch.cuts.to(dev), packed_layout(student, z, cfg.chunk_frames))
     x0 = x.float() - sigma[:, None, :, None, None] * v
-    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames), batch.cell_weights(cfg.character_weight))
+    return weighted_mse(x0, target, batch.weights_for(cfg), batch.cell_weights(cfg.character_weight))
 
 
 @torch.no_grad()
@@ -214,11 +200,12 @@ def student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Ten
     """
     b, f = z.shape[0], z.shape[2]
     levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas().tolist()
+    src = packed_layout(student, z, cfg.chunk_frames)
     x = torch.randn(z.shape, generator=gen).to(z.device)
     for i in range(exit_step + 1):
         sigma = torch.full((b, f), levels[i], device=z.device)
         with torch.set_grad_enabled(i == exit_step and torch.is_grad_enabled()):
-            x0 = predict_x0(x, packed_velocity(student, z, x, sigma, ctx, cuts, cfg.chunk_frames), levels[i])
+            x0 = predict_x0(x, packed_velocity(student, z, x, sigma, ctx, cuts, src), levels[i])
         if i < exit_step:
             x = add_noise(x0.detach(), torch.randn(z.shape, generator=gen).to(z.device), levels[i + 1])
     return x0
@@ -243,9 +230,10 @@ def denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTran
     cuts = batch.cuts.to(z.device)
     s5 = sigma[:, None, :, None, None]
     g = torch.Generator()
-    v_c = packed_velocity(teacher, z, x_t, sigma, encode_prompts(t_text, teacher, batch.prompts, 0.0, g), cuts, cfg.chunk_frames)
-    v_u = packed_velocity(teacher, z, x_t, sigma, encode_prompts(t_text, teacher, [("",) * f] * b, 0.0, g), cuts, cfg.chunk_frames)
-    v_f = packed_velocity(critic, z, x_t, sigma, encode_prompts(c_text, critic, batch.prompts, 0.0, g), cuts, cfg.chunk_frames)
+    src = packed_layout(teacher, z, cfg.chunk_frames)  # the critic shares the teacher's shape, so its layout too
+    v_c = packed_velocity(teacher, z, x_t, sigma, encode_prompts(t_text, teacher, batch.prompts, 0.0, g), cuts, src)
+    v_u = packed_velocity(teacher, z, x_t, sigma, encode_prompts(t_text, teacher, [("",) * f] * b, 0.0, g), cuts, src)
+    v_f = packed_velocity(critic, z, x_t, sigma, encode_prompts(c_text, critic, batch.prompts, 0.0, g), cuts, src)
     return predict_x0(x_t, v_u + cfg.guidance * (v_c - v_u), s5), predict_x0(x_t, v_f, s5)
 
 
@@ -259,7 +247,7 @@ def dmd_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTrans
     x_t = add_noise(x0.detach(), torch.randn(z.shape, generator=gen).to(z.device), sigma[:, None, :, None, None])
     real, fake = denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, cfg)
     target = dmd_target(x0.detach(), real, fake)
-    return weighted_mse(x0, target, batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames), batch.cell_weights(cfg.character_weight)), x0.detach()
+    return weighted_mse(x0, target, batch.weights_for(cfg), batch.cell_weights(cfg.character_weight)), x0.detach()
 
 
 def critic_loss(critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:
@@ -268,7 +256,7 @@ def critic_loss(critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, draw
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.dmd_shift, gen, z.device)
     noise = torch.randn(z.shape, generator=gen).to(z.device)
     v = packed_velocity(critic, z, add_noise(draws, noise, sigma[:, None, :, None, None]), sigma,
-                        encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device), cfg.chunk_frames)
+                        encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device), packed_layout(critic, z, cfg.chunk_frames))
     return weighted_mse(v, noise - draws, None)
 
 
@@ -342,7 +330,7 @@ def routed_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTr
     level = torch.randint(0, cfg.student_steps, (b, -(-f // cfg.chunk_frames)), generator=gen)
     errors, _ = routed_student_errors(ClipMemory.open(teacher, z, policy), ClipMemory.open(student, z, policy), texts, z, noise,
                                       batch.cuts.to(z.device), level, cfg, batch.cell_weights(cfg.character_weight))
-    return weighted_mean(errors, batch.frame_weights(cfg.return_weight, cfg.first_weight, cfg.cut_weight, cfg.chunk_frames))
+    return weighted_mean(errors, batch.weights_for(cfg))
 
 
 def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None = None, data: Iterator[Batch] | None = None,
