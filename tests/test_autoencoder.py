@@ -13,6 +13,7 @@ from cinecli.model.autoencoder import (
     AutoencoderConfig,
     DecodeState,
     VideoAutoencoder,
+    extend_decoder,
     load_autoencoder,
     save_autoencoder,
 )
@@ -26,9 +27,9 @@ TINY = AutoencoderConfig(latent_channels=8, base_channels=32, enc_channels=(8, 1
 H, W = 32, 48
 
 
-def _model(seed: int = 0) -> VideoAutoencoder:
+def _model(seed: int = 0, config: AutoencoderConfig = TINY) -> VideoAutoencoder:
     torch.manual_seed(seed)
-    m = VideoAutoencoder(TINY).eval()
+    m = VideoAutoencoder(config).eval()
     # random (non-identity) temporal weights, so a causality bug cannot hide behind zero init
     with torch.no_grad():
         for name, p in m.named_parameters():
@@ -66,6 +67,58 @@ def test_streaming_decode_equals_whole(splits: list[int]) -> None:
             i += n
     assert state.position == sum(splits)
     torch.testing.assert_close(torch.cat(parts, 2), ref, atol=1e-5, rtol=0)
+
+
+LOOKAHEAD = replace(TINY, lookahead=1, frame_kernel=3)
+
+
+@pytest.mark.parametrize("splits", [[1] * 6, [3, 3], [1, 2, 3], [6]])
+def test_lookahead_streaming_decode_equals_whole(splits: list[int]) -> None:
+    """A look-ahead decoder holds each chunk's last latent frame back until the next chunk
+    arrives; the film's last chunk (`final`) draws it. Chunk by chunk equals the whole clip."""
+    m = _model(config=LOOKAHEAD)
+    z = torch.randn(2, 8, sum(splits), H // 8, W // 8)
+    with torch.no_grad():
+        ref = m.decode(z)
+        state = m.init_decode_state(2, "cpu", torch.float32)
+        parts, i = [], 0
+        for k, n in enumerate(splits):
+            last = k == len(splits) - 1
+            y, state = m.decode_chunk(z[:, :, i : i + n], state, final=last)
+            drawn = 4 * (n + (1 if i else 0) - (0 if last else 1))  # one latent frame late
+            assert y.shape[2] == drawn
+            assert (state.pending is None) == last
+            parts.append(y)
+            i += n
+            # the held-back latent frame survives a checkpoint
+            state = DecodeState.from_tensors(state.to_tensors())
+    assert ref.shape[2] == 4 * sum(splits) and state.position == sum(splits)
+    torch.testing.assert_close(torch.cat(parts, 2), ref, atol=1e-5, rtol=0)
+
+
+def test_lookahead_decoder_sees_one_latent_frame_ahead() -> None:
+    m = _model(config=LOOKAHEAD)
+    z = torch.randn(1, 8, 4, H // 8, W // 8)
+    z2 = z.clone()
+    z2[:, :, 2:] += 1.0
+    with torch.no_grad():
+        a, b = m.decode(z), m.decode(z2)
+    torch.testing.assert_close(a[:, :, :4], b[:, :, :4], atol=1e-6, rtol=0)
+    assert (a[:, :, 4:8] - b[:, :, 4:8]).abs().max() > 1e-3  # latent 1's frames see latent 2
+
+
+def test_extended_decoder_starts_as_the_one_it_grew_from() -> None:
+    """Adding look-ahead and a frame block to a trained decoder changes nothing until training:
+    the generators' latent space and the pictures stay as they were."""
+    m = _model()
+    grown = extend_decoder(m, lookahead=1, frame_kernel=3)
+    assert grown.config.lookahead == 1 and grown.config.frame_kernel == 3
+    x = torch.rand(1, 3, 12, H, W) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(grown.encode(x), m.encode(x), atol=0, rtol=0)
+        z = m.encode(x)
+        torch.testing.assert_close(grown.decode(z), m.decode(z), atol=1e-6, rtol=0)
+    assert extend_decoder(grown, lookahead=0, frame_kernel=0) is grown  # never shrunk
 
 
 def test_decoder_is_causal() -> None:

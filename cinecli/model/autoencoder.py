@@ -33,6 +33,7 @@ __all__ = [
     "AutoencoderConfig",
     "DecodeState",
     "VideoAutoencoder",
+    "extend_decoder",
     "load_autoencoder",
     "save_autoencoder",
 ]
@@ -59,6 +60,11 @@ class AutoencoderConfig:
     dec_channels: tuple[int, ...] = (64, 32, 16)
     dec_blocks: tuple[int, ...] = (1, 0, 0)  # per-frame residual blocks per decoder level
     temporal_kernel: int = 3  # taps of each causal temporal convolution
+    # The decoder draws latent frame i's video frames from latents <= i + lookahead. With 0 it
+    # cannot know where motion goes next, so a latent frame's frames hold still and jump at the
+    # next latent frame (judder); with 1 it draws them once the next latent frame exists.
+    lookahead: int = 0
+    frame_kernel: int = 0  # taps of a causal temporal block across video frames (0: none)
 
     def __post_init__(self) -> None:
         if self.temporal_stride < 1:
@@ -69,6 +75,10 @@ class AutoencoderConfig:
             raise ValueError("dec_blocks needs one entry per dec_channels level")
         if self.temporal_kernel < 1:
             raise ValueError("temporal_kernel must be >= 1")
+        if self.lookahead not in (0, 1):
+            raise ValueError(f"lookahead must be 0 or 1, got {self.lookahead}")
+        if self.frame_kernel < 0:
+            raise ValueError("frame_kernel must be >= 0")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -88,26 +98,31 @@ class DecodeState:
 
     ``caches`` maps a temporal convolution's name to the last ``k-1`` frames of its input
     ``[B, k-1, C, h, w]``; a missing entry means "nothing decoded yet" (zero padding, the
-    same as the start of a whole-clip decode). ``position`` counts latent frames decoded.
+    same as the start of a whole-clip decode). ``position`` counts latent frames drawn.
+    ``pending`` holds the latent frames a look-ahead decoder has received and not yet drawn
+    ``[B, C, lookahead, h, w]`` (a render checkpoint must keep them: their frames come later).
     It is a flat ``dict[str, Tensor]`` underneath so render checkpoints can store it.
     """
 
     caches: dict[str, Tensor] = field(default_factory=dict)
     position: int = 0
+    pending: Tensor | None = None
 
     def to_tensors(self) -> dict[str, Tensor]:
         out = {f"cache.{k}": v.contiguous() for k, v in self.caches.items()}
         out["position"] = torch.tensor(self.position, dtype=torch.int64)
+        if self.pending is not None:
+            out["pending"] = self.pending.contiguous()
         return out
 
     @classmethod
     def from_tensors(cls, d: dict[str, Tensor]) -> DecodeState:
         caches = {k[len("cache."):]: v for k, v in d.items() if k.startswith("cache.")}
-        unknown = [k for k in d if k != "position" and not k.startswith("cache.")]
+        unknown = [k for k in d if k not in ("position", "pending") and not k.startswith("cache.")]
         if unknown:
             raise ValueError(f"not a DecodeState: unexpected keys {unknown}")
         position = int(d["position"].item()) if "position" in d else 0
-        return cls(caches=caches, position=position)
+        return cls(caches=caches, position=position, pending=d.get("pending"))
 
 
 # --------------------------------------------------------------------------- layers
@@ -240,10 +255,13 @@ class Decoder(nn.Module):
         d = cfg.base_channels
         c0, c1, c2 = cfg.dec_channels
         self.stride = cfg.temporal_stride
-        self.inp = nn.Conv2d(cfg.latent_channels, d, 3, padding=1)
+        self.inp = nn.Conv2d(cfg.latent_channels * (1 + cfg.lookahead), d, 3, padding=1)
         self.latent_blocks = nn.ModuleList([CausalBlock(d, k) for _ in range(cfg.latent_blocks)])
         self.norm_split = nn.GroupNorm(32, d)
         self.split = nn.Conv2d(d, self.stride * c0, 1)  # one latent frame -> s video frames
+        # video frames drawn from one latent frame's channel slices differ in their errors (the
+        # picture shimmers in still shots); a causal block across video frames lets each see the last
+        self.frame_blocks = nn.ModuleList([CausalBlock(c0, cfg.frame_kernel)] if cfg.frame_kernel else [])
         self.levels = nn.ModuleList(
             [
                 nn.Sequential(*[FrameBlock(c, norm=(i == 0)) for _ in range(n)])
@@ -255,13 +273,17 @@ class Decoder(nn.Module):
         self.out = nn.Conv2d(c2, 3 * 4, 3, padding=1)
 
     def forward(self, z: Tensor, caches: dict[str, Tensor]) -> Tensor:
-        b, f = z.shape[:2]  # z: [B, f, C_lat, h, w]; caches is updated in place
+        """z: [B, f, C_lat * (1 + lookahead), h, w], each latent frame with the ones after it
+        stacked on its channels; caches is updated in place."""
+        b, f = z.shape[:2]
         h = _unframes(self.inp(_frames2d(z)), b)
         for blk in self.latent_blocks:
             h = blk(h, caches)
         h = self.split(F.silu(self.norm_split(_frames2d(h))))  # [B*f, s*c0, h, w]
         # [B, f, s*c0, h, w] -> [B*f*s, c0, h, w]: video frame s*i+j from slice j of latent i
         h = h.reshape(b * f * self.stride, -1, *h.shape[2:])
+        for blk in self.frame_blocks:
+            h = _frames2d(blk(_unframes(h, b), caches))
         # channels-last makes the narrow high-resolution convs ~2-3x faster on CPU (oneDNN)
         h = h.contiguous(memory_format=torch.channels_last)
         for i, level in enumerate(self.levels):
@@ -318,21 +340,39 @@ class VideoAutoencoder(nn.Module):
         film after the first chunk, so it compiles once or twice."""
         self.decoder.forward = torch.compile(self.decoder.forward, dynamic=False)  # type: ignore[method-assign]
 
-    def decode_raw(self, latents: Tensor, state: DecodeState | None = None) -> tuple[Tensor, DecodeState]:
-        """Unclamped decode used by training; ``[B,C,f,h,w] -> ([B,3,4f,H,W], new state)``."""
-        state = state or DecodeState()
-        caches = dict(state.caches)
-        y = self.decoder(latents.transpose(1, 2), caches)
-        return y.transpose(1, 2), DecodeState(caches=caches, position=state.position + latents.shape[2])
+    def decode_raw(self, latents: Tensor, state: DecodeState | None = None, *,
+                   final: bool = True) -> tuple[Tensor, DecodeState]:
+        """Unclamped decode used by training; ``[B,C,f,h,w] -> ([B,3,4n,H,W], new state)``.
 
-    def decode_chunk(self, latents: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState]:
-        """Decode the next ``f`` latent frames given the cache of everything decoded before."""
-        y, new = self.decode_raw(latents, state)
+        A look-ahead decoder draws a latent frame once the next one has arrived, so a chunk
+        draws the frames it received minus the last (kept in ``state.pending``) plus the one
+        held back from the chunk before. ``final`` says no latent frame will follow: the held
+        back one is drawn too, looking ahead at itself (as training does at every clip's end).
+        """
+        state = state or DecodeState()
+        lead = self.config.lookahead
+        z = latents if state.pending is None else torch.cat([state.pending.to(latents.dtype), latents], dim=2)
+        n = z.shape[2] if final else max(0, z.shape[2] - lead)
+        ahead = torch.cat([z, z[:, :, -1:].expand(-1, -1, lead, -1, -1)], dim=2) if final else z
+        x = torch.cat([ahead[:, :, j : j + n] for j in range(lead + 1)], dim=1)  # [B, C*(1+lead), n, h, w]
+        pending = None if final or lead == 0 else z[:, :, n:].contiguous()
+        caches = dict(state.caches)
+        if n == 0:
+            b, _, _, h, w = latents.shape
+            s = self.spatial_stride
+            return latents.new_zeros(b, 3, 0, h * s, w * s), DecodeState(caches, state.position, pending)
+        y = self.decoder(x.transpose(1, 2), caches)
+        return y.transpose(1, 2), DecodeState(caches=caches, position=state.position + n, pending=pending)
+
+    def decode_chunk(self, latents: Tensor, state: DecodeState, *, final: bool = False) -> tuple[Tensor, DecodeState]:
+        """The video frames the next latent frames let the decoder draw (``decode_raw``),
+        given the state of everything decoded before; ``final`` for the film's last chunk."""
+        y, new = self.decode_raw(latents, state, final=final)
         return y.clamp(-1.0, 1.0), new
 
     def decode(self, latents: Tensor) -> Tensor:
         """Whole clip at once (the reference that chunked decoding must match)."""
-        y, _ = self.decode_raw(latents, DecodeState())
+        y, _ = self.decode_raw(latents, DecodeState(), final=True)
         return y.clamp(-1.0, 1.0)
 
     def forward(self, video: Tensor) -> tuple[Tensor, Tensor]:
@@ -349,6 +389,28 @@ class VideoAutoencoder(nn.Module):
     def denormalize(self, z: Tensor) -> Tensor:
         shape = (1, -1) + (1,) * (z.dim() - 2)
         return z * self.latent_std.view(shape).to(z.dtype) + self.latent_mean.view(shape).to(z.dtype)
+
+
+def extend_decoder(model: VideoAutoencoder, *, lookahead: int, frame_kernel: int) -> VideoAutoencoder:
+    """``model`` with a look-ahead input and/or a temporal block across video frames added to its
+    decoder, drawing exactly what ``model`` draws until trained: the look-ahead input's weights
+    and the new block's temporal projection start at zero. The encoder and latent statistics are
+    copied bit for bit, so generators trained in ``model``'s latent space stay valid.
+    Extensions ``model`` already has are kept (a decoder is never shrunk)."""
+    old = model.config
+    cfg = AutoencoderConfig.from_dict({**asdict(old), "lookahead": old.lookahead or lookahead,
+                                       "frame_kernel": old.frame_kernel or frame_kernel})
+    if cfg == old:
+        return model
+    grown = VideoAutoencoder(cfg).to(next(model.parameters()).device)
+    state = grown.state_dict()
+    for key, value in model.state_dict().items():
+        if key == "decoder.inp.weight" and value.shape != state[key].shape:
+            state[key].zero_()[:, : value.shape[1]] = value  # the look-ahead channels start at zero
+        else:
+            state[key] = value
+    grown.load_state_dict(state)
+    return grown.train(model.training)
 
 
 def save_autoencoder(model: VideoAutoencoder, path: Path | str) -> Path:

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from cinecli.eval.cuts import detect_cuts
 from cinecli.eval.metrics import judder
 from cinecli.eval.signals import compute_signals
-from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, load_autoencoder, save_autoencoder
+from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, extend_decoder, load_autoencoder, save_autoencoder
 from cinecli.train.config import load_yaml_config
 from cinecli.train.logs import plot_log
 
@@ -76,7 +76,8 @@ class AETrainConfig:
     checkpoint_every: int = 500
     holdout_clips: int = 32  # for evaluation and latent statistics
     max_minutes: float = 0.0  # wall-clock budget (0: none): training stops there and finishes normally
-    init: str = ""  # start from these autoencoder weights (safetensors) instead of random
+    init: str = ""  # start from these autoencoder weights (safetensors) instead of random; their
+    #                 architecture is kept, plus the decoder's `lookahead` / `frame_kernel` if `model` asks
     train: str = "all"  # "all" | "decoder": the encoder and latent statistics frozen, so the latent
     #                     space, and every generator trained in it, stays valid
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
@@ -376,7 +377,11 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
         torch.backends.cudnn.allow_tf32 = True
 
     torch.manual_seed(cfg.seed)
-    model = load_autoencoder(Path(cfg.init)) if cfg.init else VideoAutoencoder(cfg.model)
+    if cfg.init:
+        model = extend_decoder(load_autoencoder(Path(cfg.init)), lookahead=cfg.model.lookahead,
+                               frame_kernel=cfg.model.frame_kernel)
+    else:
+        model = VideoAutoencoder(cfg.model)
     decoder_only = cfg.train == "decoder"  # the encoder then runs without autograd (below)
     trained = list((model.decoder if decoder_only else model).parameters())
     decay = [p for p in trained if p.dim() > 1]
