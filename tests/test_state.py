@@ -6,6 +6,7 @@ model is the micro preset, randomly initialised, which renders noise but determi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -16,10 +17,12 @@ import torch
 from typer.testing import CliRunner
 
 from cinecli.cli import app
+from cinecli.model.autoencoder import extend_decoder
 from cinecli.model.bundle import ModelBundle, build_modules
 from cinecli.model.card import ModelCard, default_card
 from cinecli.render import events as ev
 from cinecli.render.run import RenderRequest, render_script
+from cinecli.render.segments import read_video
 from cinecli.state.atomic import write_bytes_atomic, write_json_atomic
 from cinecli.state.checkpoint import CheckpointPolicy
 from cinecli.state.manifest import (
@@ -363,3 +366,61 @@ def test_inspect_and_resume_commands(reference: tuple[Path, Path], interrupted: 
     assert result.exit_code == 0 and "nothing to resume" in result.output
     result = runner.invoke(app, ["resume", str(out.parent / "nowhere")])
     assert result.exit_code == 2
+
+
+# ------------------------------------------------------------------ a decoder that looks ahead
+
+
+def lookahead_bundle() -> ModelBundle:
+    """The micro bundle with a decoder that draws each latent frame once the next one exists
+    (random look-ahead weights, so a frame drawn without its look-ahead would differ)."""
+    bundle = micro_bundle("micro-lookahead")
+    ae = extend_decoder(bundle.autoencoder, lookahead=1, frame_kernel=3).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        ae.decoder.inp.weight[:, ae.latent_channels:].normal_(0, 0.05)
+        for p in ae.decoder.frame_blocks.parameters():
+            p.normal_(0, 0.05)
+    return dataclasses.replace(bundle, autoencoder=ae)
+
+
+def test_lookahead_decoder_renders_every_frame_and_resumes_to_identical_bytes(tmp_path: Path) -> None:
+    """Each chunk's last latent frame is drawn with the next chunk (one latent frame late, the
+    last at the film's end); a render interrupted and resumed, including just after a shot's
+    latent frames are done and before its last frames are drawn, gives the same bytes."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    script = screenplay(tmp_path / "a" / "film.yaml", [1.5, 1.5, 1.0])
+    ref = tmp_path / "a" / "film.mp4"
+    code, events = render(script, ref, lookahead_bundle())
+    assert code == 0, errors(events)
+    assert len(read_video(ref)) == 48
+    assert [e.frames_done for e in events if isinstance(e, ev.ChunkDone)] == [8, 20, 32, 48]
+    assert [e.shot for e in events if isinstance(e, ev.ShotDone)] == [0, 1, 2]
+    out = tmp_path / "b" / "film.mp4"
+    script_b = screenplay(tmp_path / "b" / "film.yaml", [1.5, 1.5, 1.0])
+    assert render(script_b, out, lookahead_bundle(), stop_after=1)[0] == 130
+    assert render(script_b, out, lookahead_bundle(), stop_after=1)[0] == 130
+    code, events = render(script_b, out, lookahead_bundle())
+    assert code == 0 and chunks_done(events) == [2, 3]
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_lookahead_decoder_edit_rerenders_and_matches_a_fresh_render(tmp_path: Path) -> None:
+    """An edit of shot 3 restores after shot 2's latent frames; shot 2's held-back last frames
+    are redrawn looking at the new shot, exactly as a fresh render of the edited film draws them."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    seconds = [1, 1, 1, 1, 1]
+    script = screenplay(tmp_path / "a" / "film.yaml", seconds)
+    out = tmp_path / "a" / "film.mp4"
+    assert render(script, out, lookahead_bundle())[0] == 0
+    edited = list(PROMPTS)
+    edited[2] = "the keeper leaves to the right"
+    screenplay(script, seconds, edited)
+    code, events = render(script, out, lookahead_bundle(), overwrite=True)
+    assert code == 0, errors(events)
+    assert chunks_done(events) == [2, 3, 4]
+    fresh = tmp_path / "b" / "film.mp4"
+    assert render(screenplay(tmp_path / "b" / "film.yaml", seconds, edited), fresh, lookahead_bundle())[0] == 0
+    assert out.read_bytes() == fresh.read_bytes()

@@ -223,26 +223,31 @@ class Director:
         result = self.generator.generate(req, self.prompts.context(prompts), uncond)
         ae = self.bundle.autoencoder
         with torch.no_grad():
-            video, s.decode_state = ae.decode_chunk(ae.denormalize(result.latents.float()), s.decode_state)
+            video, s.decode_state = ae.decode_chunk(ae.denormalize(result.latents.float()), s.decode_state,
+                                                    final=chunk == plan.num_chunks - 1)
         start, end = plan.chunk_frame_range(chunk)
-        frames = to_uint8(video)[: end - start]
+        # A look-ahead decoder draws a latent frame once the next one exists: the frames drawn
+        # now run from where the last chunk's stopped, one latent frame behind the chunk's own.
+        drawn, upto = s.frames_done, min(plan.frames, s.frames_done + video.shape[2])
+        frames = to_uint8(video)[: upto - drawn]
         kept: list[KeptFrame] = []
-        finished: list[int] = []
-        for shot, a, b in shot_pieces(plan, start, end):
+        for shot, a, b in shot_pieces(plan, drawn, upto):
             sp = plan.shots[shot]
             length = sp.frame_end - sp.frame_start
             if a == sp.frame_start:
                 yield ev.ShotStarted(shot=shot, id=sp.id, prompt=plan_prompt(plan, shot), frame_start=sp.frame_start, frame_end=sp.frame_end)
-            self.segments.write(frames[a - start : b - start], shot=shot, chunk=chunk)
+            self.segments.write(frames[a - drawn : b - drawn], shot=shot, chunk=chunk)
             for f in range(a, b):
-                if s.sheet.offer(shot, f - sp.frame_start, length, frames[f - start]):
-                    kept.append(KeptFrame(shot, f - sp.frame_start, length, frames[f - start].copy()))
+                if s.sheet.offer(shot, f - sp.frame_start, length, frames[f - drawn]):
+                    kept.append(KeptFrame(shot, f - sp.frame_start, length, frames[f - drawn].copy()))
             if b == sp.frame_end:
-                finished.append(shot)
                 yield ev.ShotDone(shot=shot, id=sp.id, frames=length, seconds=round(s.seconds, 3), reused=False)
+        # a shot whose latent frames are all generated is a restore point, drawn or not: an edit of
+        # the next shot regenerates from there (and redraws any frames still held back)
+        finished = [shot for shot, _, b in shot_pieces(plan, start, end) if b == plan.shots[shot].frame_end]
         dt = time.perf_counter() - t0
         s.seconds += dt
-        s.frames_done = end
+        s.frames_done = upto
         s.next_chunk = chunk + 1
         if self.on_chunk is not None:  # the checkpoint lands before ChunkDone says it did
             latents = plan.chunk_latents(chunk)
@@ -252,8 +257,8 @@ class Director:
                 frames_done=s.frames_done, seconds=s.seconds,
             ))
         yield ev.ChunkDone(
-            chunk=chunk, chunks=plan.num_chunks, shot=plan.shot_of_frame(start), frames_done=end,
-            frames_total=plan.frames, chunk_seconds=round(dt, 4), gen_fps=round((end - start) / dt, 2),
+            chunk=chunk, chunks=plan.num_chunks, shot=plan.shot_of_frame(start), frames_done=upto,
+            frames_total=plan.frames, chunk_seconds=round(dt, 4), gen_fps=round((upto - drawn) / dt, 2),
             active_tokens=result.active_tokens, memory_frames=s.bank.num_frames,
         )
 

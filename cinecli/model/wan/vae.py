@@ -250,8 +250,10 @@ class WanVAE(nn.Module):
         self.decoder.forward = forward  # type: ignore[method-assign]
 
     @torch.no_grad()
-    def decode_chunk(self, latents: Tensor, state: DecodeState) -> tuple[Tensor, DecodeState]:
-        """Decode the next latent frames given the cache of everything before; `state` is not changed."""
+    def decode_chunk(self, latents: Tensor, state: DecodeState, *, final: bool = False) -> tuple[Tensor, DecodeState]:
+        """Decode the next latent frames given the cache of everything before; `state` is not changed.
+        This decoder draws every latent frame as it arrives, so `final` (the film's last chunk) changes nothing."""
+        del final
         caches = dict(state.caches)
         x = self.conv2(latents.to(self.conv2.weight.dtype))
         position = state.position
