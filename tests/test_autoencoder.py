@@ -273,3 +273,19 @@ def test_temporal_loss_charges_judder_that_per_frame_losses_miss() -> None:
     j_plain, _ = recon_loss(judder, target, AETrainConfig())
     assert j - j_plain > o - off_plain  # the temporal term charges the judder, not the offset
     assert "temporal" not in recon_loss(judder, target, AETrainConfig())[1]
+
+
+def test_l2_temporal_loss_charges_a_jump_more_than_the_same_drift_in_steps() -> None:
+    """An error that jumps once per latent frame and one that drifts the same distance frame by
+    frame cost the same under "l1" (so l1 lets a decoder freeze a latent frame's frames and jump);
+    "l2" charges the jump four times more."""
+    target = _ramp()
+    t = torch.arange(target.shape[2], dtype=torch.float32).view(1, 1, -1, 1, 1)
+    drift = target + 0.01 * t.clamp(max=12)  # 12 steps of 0.01 against 3 jumps of 0.04
+    jump = target + 0.01 * 4 * torch.div(t, 4, rounding_mode="floor")
+    for kind, ratio in (("l1", 1.0), ("l2", 4.0)):
+        cfg = AETrainConfig(temporal_weight=1.0, temporal_loss=kind)
+        tj, td = recon_loss(jump, target, cfg)[1]["temporal"], recon_loss(drift, target, cfg)[1]["temporal"]
+        assert tj == pytest.approx(ratio * td, rel=1e-3)
+    with pytest.raises(ValueError, match="temporal_loss"):
+        AETrainConfig(temporal_loss="huber")

@@ -64,7 +64,11 @@ class AETrainConfig:
     l1_weight: float = 1.0
     mse_weight: float = 1.0
     edge_weight: float = 0.0  # L1 on spatial finite differences (crisper outlines)
-    temporal_weight: float = 0.0  # L1 on frame-to-frame differences (motion spread over a latent's frames, not jumps between latents)
+    temporal_weight: float = 0.0  # loss on frame-to-frame differences (motion spread over a latent's frames, not jumps between latents)
+    # "l1" pulls an unsure frame-to-frame change to zero: a causal decoder then holds a latent
+    # frame's four frames still and jumps at the next (runs 27, 28). "l2" charges one big jump
+    # more than four small steps, so the error is asked to drift smoothly instead.
+    temporal_loss: str = "l1"
     precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp16" | "no"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     seed: int = 0
@@ -93,6 +97,8 @@ class AETrainConfig:
             raise ValueError(f"data must be auto|world|synthetic, got {self.data!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
+        if self.temporal_loss not in ("l1", "l2"):
+            raise ValueError(f"temporal_loss must be l1|l2, got {self.temporal_loss!r}")
         if self.train not in ("all", "decoder"):
             raise ValueError(f"train must be all|decoder, got {self.train!r}")
         if self.train == "decoder" and not self.init:
@@ -248,7 +254,8 @@ def recon_loss(recon: Tensor, target: Tensor, cfg: AETrainConfig) -> tuple[Tenso
         parts["edge"] = edge.item()
     if cfg.temporal_weight > 0:
         dt = lambda v: v[:, :, 1:] - v[:, :, :-1]  # noqa: E731
-        temporal = (dt(recon) - dt(target)).abs().mean()
+        change = dt(recon) - dt(target)
+        temporal = (change.abs() if cfg.temporal_loss == "l1" else change.square()).mean()
         loss = loss + cfg.temporal_weight * temporal
         parts["temporal"] = temporal.item()
     return loss, parts
