@@ -289,3 +289,18 @@ def test_l2_temporal_loss_charges_a_jump_more_than_the_same_drift_in_steps() -> 
         assert tj == pytest.approx(ratio * td, rel=1e-3)
     with pytest.raises(ValueError, match="temporal_loss"):
         AETrainConfig(temporal_loss="huber")
+
+
+def test_pooled_temporal_loss_ignores_fine_flicker_and_keeps_coarse_jumps() -> None:
+    """With temporal_pool 2, a flicker that alternates within 2x2 blocks costs nothing (its block
+    means stay put), while a jump of the whole picture costs as much as per pixel."""
+    target = _ramp()
+    checker = (torch.arange(8).view(-1, 1) + torch.arange(24).view(1, -1)) % 2 * 2 - 1.0  # +-1 per pixel
+    t = torch.arange(target.shape[2]).view(1, 1, -1, 1, 1)
+    flicker = target + 0.05 * checker * (t % 2 * 2 - 1)
+    jump = target + 0.05 * (t >= 8)
+    pooled = AETrainConfig(temporal_weight=1.0, temporal_loss="l2", temporal_pool=2)
+    plain = replace(pooled, temporal_pool=1)
+    assert recon_loss(flicker, target, pooled)[1]["temporal"] == pytest.approx(0.0, abs=1e-9)
+    assert recon_loss(flicker, target, plain)[1]["temporal"] > 1e-3
+    assert recon_loss(jump, target, pooled)[1]["temporal"] == pytest.approx(recon_loss(jump, target, plain)[1]["temporal"], rel=1e-4)

@@ -69,6 +69,9 @@ class AETrainConfig:
     # frame's four frames still and jumps at the next (runs 27, 28). "l2" charges one big jump
     # more than four small steps, so the error is asked to drift smoothly instead.
     temporal_loss: str = "l1"
+    # changes compared after averaging pool x pool pixel blocks: the coarse motion a decoder can
+    # follow (per pixel, the texture's own unpredictable changes swamp the jumps between latents)
+    temporal_pool: int = 1
     precision: str = "auto"  # "auto" (bf16 on GPU, fp32 on CPU) | "bf16" | "fp16" | "no"
     device: str = "auto"  # "auto" | "cpu" | "cuda"
     seed: int = 0
@@ -97,6 +100,8 @@ class AETrainConfig:
             raise ValueError(f"data must be auto|world|synthetic, got {self.data!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto|cpu|cuda, got {self.device!r}")
+        if self.temporal_pool < 1:
+            raise ValueError("temporal_pool must be >= 1")
         if self.temporal_loss not in ("l1", "l2"):
             raise ValueError(f"temporal_loss must be l1|l2, got {self.temporal_loss!r}")
         if self.train not in ("all", "decoder"):
@@ -254,7 +259,8 @@ def recon_loss(recon: Tensor, target: Tensor, cfg: AETrainConfig) -> tuple[Tenso
         parts["edge"] = edge.item()
     if cfg.temporal_weight > 0:
         dt = lambda v: v[:, :, 1:] - v[:, :, :-1]  # noqa: E731
-        change = dt(recon) - dt(target)
+        k = (1, cfg.temporal_pool, cfg.temporal_pool)
+        change = dt(F.avg_pool3d(recon, k)) - dt(F.avg_pool3d(target, k))
         temporal = (change.abs() if cfg.temporal_loss == "l1" else change.square()).mean()
         loss = loss + cfg.temporal_weight * temporal
         parts["temporal"] = temporal.item()
