@@ -33,7 +33,7 @@ def _model(seed: int = 0, config: AutoencoderConfig = TINY) -> VideoAutoencoder:
     # random (non-identity) temporal weights, so a causality bug cannot hide behind zero init
     with torch.no_grad():
         for name, p in m.named_parameters():
-            if "temporal" in name or "conv2" in name:
+            if "temporal" in name or "conv2" in name or name.startswith("decoder.ahead."):
                 p.normal_(0, 0.05)
     return m
 
@@ -69,7 +69,7 @@ def test_streaming_decode_equals_whole(splits: list[int]) -> None:
     torch.testing.assert_close(torch.cat(parts, 2), ref, atol=1e-5, rtol=0)
 
 
-LOOKAHEAD = replace(TINY, lookahead=1, frame_kernel=3)
+LOOKAHEAD = replace(TINY, lookahead=1, frame_kernel=3, ahead_path=True)
 
 
 @pytest.mark.parametrize("splits", [[1] * 6, [3, 3], [1, 2, 3], [6]])
@@ -111,8 +111,8 @@ def test_extended_decoder_starts_as_the_one_it_grew_from() -> None:
     """Adding look-ahead and a frame block to a trained decoder changes nothing until training:
     the generators' latent space and the pictures stay as they were."""
     m = _model()
-    grown = extend_decoder(m, lookahead=1, frame_kernel=3)
-    assert grown.config.lookahead == 1 and grown.config.frame_kernel == 3
+    grown = extend_decoder(m, lookahead=1, frame_kernel=3, ahead_path=True)
+    assert grown.config.lookahead == 1 and grown.config.frame_kernel == 3 and grown.config.ahead_path
     x = torch.rand(1, 3, 12, H, W) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(grown.encode(x), m.encode(x), atol=0, rtol=0)

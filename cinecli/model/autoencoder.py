@@ -65,6 +65,9 @@ class AutoencoderConfig:
     # next latent frame (judder); with 1 it draws them once the next latent frame exists.
     lookahead: int = 0
     frame_kernel: int = 0  # taps of a causal temporal block across video frames (0: none)
+    # a direct path from a latent frame and its look-ahead to each of its video frames' features,
+    # past the latent-rate blocks: the short way for a frame to move towards the next latent frame
+    ahead_path: bool = False
 
     def __post_init__(self) -> None:
         if self.temporal_stride < 1:
@@ -79,6 +82,8 @@ class AutoencoderConfig:
             raise ValueError(f"lookahead must be 0 or 1, got {self.lookahead}")
         if self.frame_kernel < 0:
             raise ValueError("frame_kernel must be >= 0")
+        if self.ahead_path and not self.lookahead:
+            raise ValueError("ahead_path needs lookahead: 1")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -262,6 +267,10 @@ class Decoder(nn.Module):
         # video frames drawn from one latent frame's channel slices differ in their errors (the
         # picture shimmers in still shots); a causal block across video frames lets each see the last
         self.frame_blocks = nn.ModuleList([CausalBlock(c0, cfg.frame_kernel)] if cfg.frame_kernel else [])
+        self.ahead = nn.Conv2d(cfg.latent_channels * (1 + cfg.lookahead), self.stride * c0, 3, padding=1) if cfg.ahead_path else None
+        if self.ahead is not None:
+            nn.init.zeros_(self.ahead.weight)
+            nn.init.zeros_(self.ahead.bias)
         self.levels = nn.ModuleList(
             [
                 nn.Sequential(*[FrameBlock(c, norm=(i == 0)) for _ in range(n)])
@@ -280,6 +289,8 @@ class Decoder(nn.Module):
         for blk in self.latent_blocks:
             h = blk(h, caches)
         h = self.split(F.silu(self.norm_split(_frames2d(h))))  # [B*f, s*c0, h, w]
+        if self.ahead is not None:
+            h = h + self.ahead(_frames2d(z))
         # [B, f, s*c0, h, w] -> [B*f*s, c0, h, w]: video frame s*i+j from slice j of latent i
         h = h.reshape(b * f * self.stride, -1, *h.shape[2:])
         for blk in self.frame_blocks:
@@ -391,15 +402,18 @@ class VideoAutoencoder(nn.Module):
         return z * self.latent_std.view(shape).to(z.dtype) + self.latent_mean.view(shape).to(z.dtype)
 
 
-def extend_decoder(model: VideoAutoencoder, *, lookahead: int, frame_kernel: int) -> VideoAutoencoder:
-    """``model`` with a look-ahead input and/or a temporal block across video frames added to its
-    decoder, drawing exactly what ``model`` draws until trained: the look-ahead input's weights
-    and the new block's temporal projection start at zero. The encoder and latent statistics are
+def extend_decoder(model: VideoAutoencoder, *, lookahead: int, frame_kernel: int,
+                   ahead_path: bool = False) -> VideoAutoencoder:
+    """``model`` with a look-ahead input, a temporal block across video frames and/or the
+    look-ahead's direct path added to its decoder, drawing exactly what ``model`` draws until
+    trained: the look-ahead input's weights, the new block's temporal projection and the direct
+    path start at zero. The encoder and latent statistics are
     copied bit for bit, so generators trained in ``model``'s latent space stay valid.
     Extensions ``model`` already has are kept (a decoder is never shrunk)."""
     old = model.config
     cfg = AutoencoderConfig.from_dict({**asdict(old), "lookahead": old.lookahead or lookahead,
-                                       "frame_kernel": old.frame_kernel or frame_kernel})
+                                       "frame_kernel": old.frame_kernel or frame_kernel,
+                                       "ahead_path": old.ahead_path or ahead_path})
     if cfg == old:
         return model
     grown = VideoAutoencoder(cfg).to(next(model.parameters()).device)

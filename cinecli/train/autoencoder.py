@@ -84,7 +84,7 @@ class AETrainConfig:
     holdout_clips: int = 32  # for evaluation and latent statistics
     max_minutes: float = 0.0  # wall-clock budget (0: none): training stops there and finishes normally
     init: str = ""  # start from these autoencoder weights (safetensors) instead of random; their
-    #                 architecture is kept, plus the decoder's `lookahead` / `frame_kernel` if `model` asks
+    #                 architecture is kept, plus the decoder's `lookahead` / `frame_kernel` / `ahead_path` if `model` asks
     train: str = "all"  # "all" | "decoder": the encoder and latent statistics frozen, so the latent
     #                     space, and every generator trained in it, stays valid
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
@@ -392,7 +392,7 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
     torch.manual_seed(cfg.seed)
     if cfg.init:
         model = extend_decoder(load_autoencoder(Path(cfg.init)), lookahead=cfg.model.lookahead,
-                               frame_kernel=cfg.model.frame_kernel)
+                               frame_kernel=cfg.model.frame_kernel, ahead_path=cfg.model.ahead_path)
     else:
         model = VideoAutoencoder(cfg.model)
     decoder_only = cfg.train == "decoder"  # the encoder then runs without autograd (below)
