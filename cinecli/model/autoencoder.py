@@ -61,8 +61,9 @@ class AutoencoderConfig:
     dec_blocks: tuple[int, ...] = (1, 0, 0)  # per-frame residual blocks per decoder level
     temporal_kernel: int = 3  # taps of each causal temporal convolution
     # The decoder draws latent frame i's video frames from latents <= i + lookahead. With 0 it
-    # cannot know where motion goes next, so a latent frame's frames hold still and jump at the
-    # next latent frame (judder); with 1 it draws them once the next latent frame exists.
+    # cannot know where motion goes next; with 1 it can, and a render draws each latent frame
+    # one latent frame late. How far that spreads motion over a latent frame's four frames
+    # depends on what the encoder put in the latents (docs/TRAINING.md, runs 33-42).
     lookahead: int = 0
     frame_kernel: int = 0  # taps of a causal temporal block across video frames (0: none)
     # a direct path from a latent frame and its look-ahead to each of its video frames' features,
@@ -407,9 +408,9 @@ def extend_decoder(model: VideoAutoencoder, *, lookahead: int, frame_kernel: int
     """``model`` with a look-ahead input, a temporal block across video frames and/or the
     look-ahead's direct path added to its decoder, drawing exactly what ``model`` draws until
     trained: the look-ahead input's weights, the new block's temporal projection and the direct
-    path start at zero. The encoder and latent statistics are
-    copied bit for bit, so generators trained in ``model``'s latent space stay valid.
-    Extensions ``model`` already has are kept (a decoder is never shrunk)."""
+    path start at zero. The encoder and latent statistics are copied bit for bit, so generators
+    trained in ``model``'s latent space stay valid. Extensions ``model`` already has are kept
+    (a decoder is never shrunk)."""
     old = model.config
     cfg = AutoencoderConfig.from_dict({**asdict(old), "lookahead": old.lookahead or lookahead,
                                        "frame_kernel": old.frame_kernel or frame_kernel,
