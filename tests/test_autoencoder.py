@@ -96,13 +96,17 @@ def test_lookahead_streaming_decode_equals_whole(splits: list[int]) -> None:
     torch.testing.assert_close(torch.cat(parts, 2), ref, atol=1e-5, rtol=0)
 
 
-def test_lookahead_decoder_sees_one_latent_frame_ahead() -> None:
-    m = _model(config=LOOKAHEAD)
+def _decoded_with_later_change(m: VideoAutoencoder) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four latent frames decoded as they are and with frames 2 and 3 changed."""
     z = torch.randn(1, 8, 4, H // 8, W // 8)
     z2 = z.clone()
     z2[:, :, 2:] += 1.0
     with torch.no_grad():
-        a, b = m.decode(z), m.decode(z2)
+        return m.decode(z), m.decode(z2)
+
+
+def test_lookahead_decoder_sees_one_latent_frame_ahead() -> None:
+    a, b = _decoded_with_later_change(_model(config=LOOKAHEAD))
     torch.testing.assert_close(a[:, :, :4], b[:, :, :4], atol=1e-6, rtol=0)
     assert (a[:, :, 4:8] - b[:, :, 4:8]).abs().max() > 1e-3  # latent 1's frames see latent 2
 
@@ -122,12 +126,7 @@ def test_extended_decoder_starts_as_the_one_it_grew_from() -> None:
 
 
 def test_decoder_is_causal() -> None:
-    m = _model()
-    z = torch.randn(1, 8, 4, H // 8, W // 8)
-    z2 = z.clone()
-    z2[:, :, 2:] += 1.0
-    with torch.no_grad():
-        a, b = m.decode(z), m.decode(z2)
+    a, b = _decoded_with_later_change(_model())
     torch.testing.assert_close(a[:, :, :8], b[:, :, :8], atol=1e-6, rtol=0)
     assert (a[:, :, 8:] - b[:, :, 8:]).abs().max() > 1e-3
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -229,19 +230,29 @@ def test_signal_finishes_the_chunk_checkpoints_and_restores_handlers(signame: st
 # ------------------------------------------------------------------ re-render after an edit
 
 
-@pytest.mark.parametrize("seconds, first_chunk", [([1, 1, 1, 1, 1], 2), ([1, 1.5, 1, 1, 0.5], 1)])
-def test_edit_rerenders_from_the_first_changed_shot(seconds: list[float], first_chunk: int, tmp_path: Path) -> None:
+def edit_third_prompt(tmp_path: Path, seconds: list[float], make_bundle: Callable[[], ModelBundle]
+                      ) -> tuple[int, list[ev.BaseEvent], CallCounter, Path, Path]:
+    """Render a film, change shot 3's prompt and render over it (counting transformer calls),
+    then render the edited film fresh in another folder: (code, events, counter, out, fresh)."""
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     script = screenplay(tmp_path / "a" / "film.yaml", seconds)
     out = tmp_path / "a" / "film.mp4"
-    assert render(script, out, micro_bundle())[0] == 0
+    assert render(script, out, make_bundle())[0] == 0
     edited = list(PROMPTS)
     edited[2] = "the keeper leaves to the right"
     screenplay(script, seconds, edited)
-    bundle = micro_bundle()
+    bundle = make_bundle()
     counter = CallCounter(bundle)
     code, events = render(script, out, bundle, overwrite=True)
+    fresh = tmp_path / "b" / "film.mp4"
+    assert render(screenplay(tmp_path / "b" / "film.yaml", seconds, edited), fresh, make_bundle())[0] == 0
+    return code, events, counter, out, fresh
+
+
+@pytest.mark.parametrize("seconds, first_chunk", [([1, 1, 1, 1, 1], 2), ([1, 1.5, 1, 1, 0.5], 1)])
+def test_edit_rerenders_from_the_first_changed_shot(seconds: list[float], first_chunk: int, tmp_path: Path) -> None:
+    code, events, counter, out, fresh = edit_third_prompt(tmp_path, seconds, micro_bundle)
     assert code == 0, errors(events)
     chunks = chunks_done(events)
     assert chunks[0] == first_chunk and chunks == list(range(first_chunk, 5))
@@ -250,8 +261,6 @@ def test_edit_rerenders_from_the_first_changed_shot(seconds: list[float], first_
     reused = [e.shot for e in events if isinstance(e, ev.ShotDone) and e.reused]
     assert reused == list(range(first_chunk if seconds[1] == 1 else 1))
     assert any(isinstance(e, ev.Note) and "shot 3 'shot3' differs" in e.message for e in events)
-    fresh = tmp_path / "b" / "film.mp4"
-    assert render(screenplay(tmp_path / "b" / "film.yaml", seconds, edited), fresh, micro_bundle())[0] == 0
     assert out.read_bytes() == fresh.read_bytes()
 
 
@@ -409,18 +418,7 @@ def test_lookahead_decoder_renders_every_frame_and_resumes_to_identical_bytes(tm
 def test_lookahead_decoder_edit_rerenders_and_matches_a_fresh_render(tmp_path: Path) -> None:
     """An edit of shot 3 restores after shot 2's latent frames; shot 2's held-back last frames
     are redrawn looking at the new shot, exactly as a fresh render of the edited film draws them."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    seconds = [1, 1, 1, 1, 1]
-    script = screenplay(tmp_path / "a" / "film.yaml", seconds)
-    out = tmp_path / "a" / "film.mp4"
-    assert render(script, out, lookahead_bundle())[0] == 0
-    edited = list(PROMPTS)
-    edited[2] = "the keeper leaves to the right"
-    screenplay(script, seconds, edited)
-    code, events = render(script, out, lookahead_bundle(), overwrite=True)
+    code, events, _, out, fresh = edit_third_prompt(tmp_path, [1, 1, 1, 1, 1], lookahead_bundle)
     assert code == 0, errors(events)
     assert chunks_done(events) == [2, 3, 4]
-    fresh = tmp_path / "b" / "film.mp4"
-    assert render(screenplay(tmp_path / "b" / "film.yaml", seconds, edited), fresh, lookahead_bundle())[0] == 0
     assert out.read_bytes() == fresh.read_bytes()

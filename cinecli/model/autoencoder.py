@@ -364,10 +364,11 @@ class VideoAutoencoder(nn.Module):
         state = state or DecodeState()
         lead = self.config.lookahead
         z = latents if state.pending is None else torch.cat([state.pending.to(latents.dtype), latents], dim=2)
-        n = z.shape[2] if final else max(0, z.shape[2] - lead)
-        ahead = torch.cat([z, z[:, :, -1:].expand(-1, -1, lead, -1, -1)], dim=2) if final else z
-        x = torch.cat([ahead[:, :, j : j + n] for j in range(lead + 1)], dim=1)  # [B, C*(1+lead), n, h, w]
-        pending = None if final or lead == 0 else z[:, :, n:].contiguous()
+        if final and lead:  # nothing follows: the last latent frame looks ahead at itself
+            z = torch.cat([z, z[:, :, -1:].expand(-1, -1, lead, -1, -1)], dim=2)
+        n = max(0, z.shape[2] - lead)
+        x = z if lead == 0 else torch.cat([z[:, :, j : j + n] for j in range(lead + 1)], dim=1)  # [B, C*(1+lead), n, h, w]
+        pending = z[:, :, n:].contiguous() if lead and not final else None
         caches = dict(state.caches)
         if n == 0:
             b, _, _, h, w = latents.shape

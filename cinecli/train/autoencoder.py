@@ -466,7 +466,7 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
         raw.latent_mean.copy_(z.mean(1).float().to(device))
         raw.latent_std.copy_(z.std(1).clamp_min(1e-6).float().to(device))
     emit({"step": step, "eval_psnr": p, "eval_boundary_share": share,
-          "clips_boundary_share": boundary_share(to_video(holdout, torch.device("cpu")), cfg.model.temporal_stride, holdout_cuts),
+          "clips_boundary_share": boundary_share(to_video(holdout, torch.device("cpu")), raw.temporal_stride, holdout_cuts),
           "latent_mean": raw.latent_mean.tolist(),
           "latent_std": raw.latent_std.tolist()})
     _save_strip(raw, holdout[0], device, out_dir / "reconstruction.png")
