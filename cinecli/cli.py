@@ -309,11 +309,12 @@ def _print_inspect(info: dict) -> None:  # type: ignore[type-arg]
     "  [cyan]cinecli train autoencoder configs/train/autoencoder.yaml runs/ae[/cyan]\n\n"
     "  [cyan]cinecli train base configs/train/base.yaml runs/base[/cyan]\n\n"
     "  [cyan]cinecli train distill configs/train/distill.yaml runs/distill[/cyan]\n\n"
-    "Each stage checkpoints into OUT and resumes from it when run again; "
+    "  [cyan]cinecli train blend configs/train/blend-latent41.yaml runs/blend[/cyan]  (then, optionally: two students of one lineage averaged)\n\n"
+    "The three training stages checkpoint into OUT and resumes from it when run again; "
     "logs are JSON lines in OUT/log.jsonl. docs/TRAINING.md says how the shipped weights were made."
 ))
 def train(
-    stage: str = typer.Argument(..., help="autoencoder, base or distill.", show_default=False),
+    stage: str = typer.Argument(..., help="autoencoder, base, distill, or blend (average two trained generators).", show_default=False),
     config: Path = typer.Argument(..., help="The stage's YAML config.", show_default=False),
     out: Path = typer.Argument(..., help="Output folder (checkpoints, log.jsonl, loss.png, final weights); run again to resume.", show_default=False),
 ) -> None:
@@ -338,8 +339,13 @@ def train(
             from cinecli.train.distill import DistillConfig, train_distill
 
             path = train_distill(load_yaml_config(config, DistillConfig), out, log=log)
+        elif stage == "blend":
+            from cinecli.train.blend import BlendConfig, blend_weights
+            from cinecli.train.config import load_yaml_config
+
+            path = blend_weights(load_yaml_config(config, BlendConfig), out)
         else:
-            typer.echo(f"error: unknown stage {stage!r}; choose autoencoder, base or distill", err=True)
+            typer.echo(f"error: unknown stage {stage!r}; choose autoencoder, base, distill or blend", err=True)
             raise typer.Exit(EXIT_INVALID)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)

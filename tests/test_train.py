@@ -310,3 +310,56 @@ def load_file_tensor(path: Path) -> torch.Tensor:
     from safetensors.torch import load_file
 
     return torch.cat([t.float().flatten() for _, t in sorted(load_file(str(path)).items()) if t.is_floating_point()])
+
+
+def _two_generators(tmp_path: Path) -> tuple[Path, Path, dict, dict]:
+    """Two micro generators of one shape, saved; returns their paths and float tensors by name."""
+    from safetensors.torch import load_file
+
+    card = dataclasses.replace(default_card(), preset="micro", text_layers=1)
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model, text, _ = build_modules(card)
+        paths.append(tmp_path / f"g{seed}.safetensors")
+        save_generator(model, text, paths[-1], dtype=torch.float32)
+    return paths[0], paths[1], load_file(str(paths[0])), load_file(str(paths[1]))
+
+
+def test_blend_writes_the_weighted_average_that_loads_as_a_generator(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from cinecli.cli import app
+
+    first, second, a, b = _two_generators(tmp_path)
+    config = tmp_path / "blend.yaml"
+    config.write_text(f"first: {first}\nsecond: {second}\nshare: 0.7\n")
+    result = CliRunner().invoke(app, ["train", "blend", str(config), str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    out = load_file(str(tmp_path / "out" / "student.safetensors"))
+    key = next(k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k]))
+    assert torch.allclose(out[key], 0.7 * a[key] + 0.3 * b[key])
+    card = dataclasses.replace(default_card(), preset="micro", text_layers=1)
+    model, text, _ = build_modules(card)
+    load_generator(model, text, tmp_path / "out" / "student.safetensors")  # strict: every key, every shape
+
+
+def test_blend_at_the_ends_is_either_input_and_refuses_other_shapes(tmp_path: Path) -> None:
+    import pytest
+
+    from cinecli.train.blend import BlendConfig, blend_tensors, blend_weights
+    from cinecli.train.config import ConfigError
+
+    _, _, a, b = _two_generators(tmp_path)
+    assert all(torch.equal(v, a[k]) for k, v in blend_tensors(a, b, 1.0).items())
+    assert all(torch.equal(v, b[k]) for k, v in blend_tensors(a, b, 0.0).items())
+    other = dict(b)
+    key = next(iter(other))
+    other[key] = torch.zeros(3)
+    with pytest.raises(ValueError, match=key):
+        blend_tensors(a, other, 0.5)
+    with pytest.raises(ValueError, match="share"):
+        BlendConfig(first="x", second="y", share=1.5)
+    with pytest.raises(ConfigError, match="missing.safetensors"):
+        blend_weights(BlendConfig(first=str(tmp_path / "missing.safetensors"), second=str(tmp_path / "g2.safetensors")), tmp_path / "o")
