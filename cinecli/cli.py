@@ -310,7 +310,7 @@ def _print_inspect(info: dict) -> None:  # type: ignore[type-arg]
     "  [cyan]cinecli train base configs/train/base.yaml runs/base[/cyan]\n\n"
     "  [cyan]cinecli train distill configs/train/distill.yaml runs/distill[/cyan]\n\n"
     "  [cyan]cinecli train blend configs/train/blend-latent41.yaml runs/blend[/cyan]  (then, optionally: two students of one lineage averaged)\n\n"
-    "The three training stages checkpoint into OUT and resumes from it when run again; "
+    "The three training stages checkpoint into OUT and resume from it when run again; "
     "logs are JSON lines in OUT/log.jsonl. docs/TRAINING.md says how the shipped weights were made."
 ))
 def train(
@@ -319,7 +319,7 @@ def train(
     out: Path = typer.Argument(..., help="Output folder (checkpoints, log.jsonl, loss.png, final weights); run again to resume.", show_default=False),
 ) -> None:
     """Train a stage of the default model on the procedural multi-shot world."""
-    from cinecli.train.config import ConfigError
+    from cinecli.train.config import ConfigError, load_yaml_config
 
     def log(rec: dict) -> None:
         typer.echo(json.dumps(rec))
@@ -331,17 +331,14 @@ def train(
             path = train_autoencoder(load_train_config(config), out_dir=out, log=log)
         elif stage == "base":
             from cinecli.train.base import BaseTrainConfig, train_base
-            from cinecli.train.config import load_yaml_config
 
             path = train_base(load_yaml_config(config, BaseTrainConfig), out, log=log)
         elif stage == "distill":
-            from cinecli.train.config import load_yaml_config
             from cinecli.train.distill import DistillConfig, train_distill
 
             path = train_distill(load_yaml_config(config, DistillConfig), out, log=log)
         elif stage == "blend":
             from cinecli.train.blend import BlendConfig, blend_weights
-            from cinecli.train.config import load_yaml_config
 
             path = blend_weights(load_yaml_config(config, BlendConfig), out)
         else:

@@ -286,12 +286,13 @@ class Decoder(nn.Module):
         """z: [B, f, C_lat * (1 + lookahead), h, w], each latent frame with the ones after it
         stacked on its channels; caches is updated in place."""
         b, f = z.shape[:2]
-        h = _unframes(self.inp(_frames2d(z)), b)
+        z2d = _frames2d(z)  # a copy when z is a transposed view (as decode_raw passes it): made once
+        h = _unframes(self.inp(z2d), b)
         for blk in self.latent_blocks:
             h = blk(h, caches)
         h = self.split(F.silu(self.norm_split(_frames2d(h))))  # [B*f, s*c0, h, w]
         if self.ahead is not None:
-            h = h + self.ahead(_frames2d(z))
+            h = h + self.ahead(z2d)
         # [B, f, s*c0, h, w] -> [B*f*s, c0, h, w]: video frame s*i+j from slice j of latent i
         h = h.reshape(b * f * self.stride, -1, *h.shape[2:])
         for blk in self.frame_blocks:

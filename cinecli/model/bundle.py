@@ -108,10 +108,16 @@ def file_sha256(paths: list[Path]) -> str:
 
 def save_generator(transformer: WanTransformer, text: WordTextEncoder, path: Path, dtype: torch.dtype = torch.bfloat16) -> None:
     """Transformer and text encoder in one safetensors file (they are trained together)."""
-    from safetensors.torch import save_file
-
     tensors = {f"transformer.{k}": v.detach().to(dtype).cpu().contiguous() for k, v in transformer.state_dict().items()}
     tensors.update({f"text_encoder.{k}": v.detach().to(dtype).cpu().contiguous() for k, v in text.state_dict().items()})
+    write_generator_tensors(tensors, path)
+
+
+def write_generator_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """A generator's tensors, named as `save_generator` names them, written with the generator
+    format tag; through a temporary file, so a crash never leaves half a weights file."""
+    from safetensors.torch import save_file
+
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={"format": TRANSFORMER_FORMAT})
     tmp.replace(path)

@@ -3,8 +3,8 @@
 A regression student and the same student continued with distribution matching trade
 intra-shot stability against prompt alignment; their weighted average keeps most of each
 (`docs/TRAINING.md`, runs 47-50). Averaging is only meaningful between weights of one
-lineage, so the inputs must hold exactly the same tensors; anything else is an error that
-names the file and the first tensor that differs.
+lineage, so the inputs must be generator files holding exactly the same tensors; anything
+else is an error that names the file or the first tensor that differs.
 """
 
 from __future__ import annotations
@@ -58,27 +58,25 @@ def blend_tensors(first: dict[str, Tensor], second: dict[str, Tensor], share: fl
 
 
 def blend_weights(cfg: BlendConfig, out_dir: Path) -> Path:
-    """Write `out_dir/<name>.safetensors`, the blend of the config's two files, with the first
-    file's metadata (its format tag), and the config beside it."""
+    """Write `out_dir/<name>.safetensors`, the blend of the config's two generator files, and
+    the config beside it."""
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
+
+    from cinecli.model.bundle import TRANSFORMER_FORMAT, write_generator_tensors
 
     for path in (cfg.first, cfg.second):
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such weight file")
-    with safe_open(cfg.first, "pt") as f:
-        metadata = f.metadata()
-    with safe_open(cfg.second, "pt") as f:
-        if f.metadata() != metadata:
-            raise ConfigError(f"{cfg.second}: format {f.metadata()} differs from {cfg.first}'s {metadata}")
+        with safe_open(path, "pt") as f:
+            if (f.metadata() or {}).get("format") != TRANSFORMER_FORMAT:
+                raise ConfigError(f"{path}: not a generator file (format {f.metadata()}, expected {TRANSFORMER_FORMAT!r})")
     try:
         tensors = blend_tensors(load_file(cfg.first), load_file(cfg.second), cfg.share)
     except ValueError as e:
         raise ConfigError(f"{cfg.first} and {cfg.second}: {e}") from e
     out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / f"{cfg.name}.safetensors"
-    tmp = final.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    tmp.replace(final)
+    write_generator_tensors(tensors, final)
     (out_dir / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     return final
