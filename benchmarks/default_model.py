@@ -39,7 +39,7 @@ import torch
 
 from cinecli.eval.report import evaluate
 from cinecli.memory.bank import MemoryBank
-from cinecli.eval.metrics import judder
+from cinecli.eval.metrics import judder, returns_of
 from cinecli.model.autoencoder import AutoencoderConfig, load_autoencoder
 from cinecli.model.bundle import load_default, load_generator
 from cinecli.model.formats import film_format
@@ -59,6 +59,7 @@ class Row(NamedTuple):
     steps: int | None = None  # None: the model's own
     memory_pass: str = "clean"  # SamplerConfig.memory_pass
     guidance: float | None = None  # classifier-free guidance against the empty prompt (None: the model card's)
+    truth_past: bool = False  # the world's own latents everywhere but the shots that return (`TruthPastGenerator`)
 
 
 ROWS = {
@@ -83,6 +84,10 @@ ROWS = {
     "student camr (base draws each shot's first chunk)": Row("keyframes", MemorySettings("camr", 3, 5, 0)),
     "student camr shot window": Row("student", MemorySettings("camr", 3, 5, 0, shot_window=True)),
 }
+for _name in ("student camr", "student window", "student window recent-only", "student full", "student none",
+              "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
+    ROWS[f"{_name} (truth past)"] = ROWS[_name]._replace(truth_past=True)
+TRUTH_PAST_ROWS = tuple(name for name in ROWS if name.endswith(" (truth past)"))
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
 COLUMNS = KEYS + ("judder",)  # judder: a diagnostic of the autoencoder's latent grid, not a `cinecli eval` metric
@@ -121,6 +126,59 @@ class KeyframeGenerator:
         return result
 
 
+class TruthPastGenerator:
+    """A film whose past is the world's own: every chunk outside the shots that return to an
+    earlier scene or character is the truth's latents, written into memory as generation writes
+    its own (a clean pass, then the commit); the chunks that hold a returning shot are generated.
+
+    A return is then scored against the truth's hidden details (light, exact colours, texture,
+    props, a character's exact hue and marking), which no prompt names: only memory can bring
+    them back. With its own past, a model that draws a setting the same way whenever its prompt
+    names it agrees with itself without any memory; here, without memory, it draws what the
+    prompt alone gives and misses the film's own details. The chunk holding a cut into a returning
+    shot is generated whole, so the few frames before that cut are the model's too.
+    """
+
+    def __init__(self, generator: ChunkGenerator, truth: torch.Tensor, generated: frozenset[int]) -> None:
+        self.generator, self.truth, self.generated = generator, truth, generated
+        self.sampler = generator.sampler
+
+    def generate(self, req: ChunkRequest, text: TextContext, uncond: TextContext | None = None) -> ChunkResult:
+        if req.index in self.generated:
+            return self.generator.generate(req, text, uncond)
+        start = req.index * self.generator.chunk_frames
+        latents = self.truth[:, :, start : start + req.frames]
+        self.generator.remember(req, latents, text)
+        return ChunkResult(latents=latents, active_frames=0, active_tokens=0)
+
+
+def returning_shots(film) -> frozenset[int]:  # type: ignore[no-untyped-def]
+    """Shots that `cinecli eval` scores as returns (a scene or character seen before, after at
+    least one other shot): the ones a truth-past film generates."""
+    scenes: dict[str, list[int]] = {}
+    chars: dict[str, list[int]] = {}
+    for i, shot in enumerate(film.shots):
+        scenes.setdefault(shot.setting_id, []).append(i)
+        for cid in shot.cast:
+            chars.setdefault(cid, []).append(i)
+    return frozenset(j for group in (scenes, chars) for _, _, j in returns_of(group))
+
+
+@torch.no_grad()
+def truth_past_director(director: Director, film) -> None:  # type: ignore[no-untyped-def]
+    """Turn a director into the truth-past experiment (`TruthPastGenerator`)."""
+    from cinecli.world.render import render_frames
+
+    plan, ae = director.plan, director.bundle.autoencoder
+    frames = torch.from_numpy(render_frames(film, 0, film.total_frames)).float() / 127.5 - 1.0
+    truth = ae.normalize(ae.encode(frames.permute(3, 0, 1, 2).unsqueeze(0)))
+    if truth.shape[2] != len(plan.latents):
+        raise ValueError(f"film {film.seed}: {truth.shape[2]} truth latent frames against {len(plan.latents)} planned")
+    shots = returning_shots(film)
+    generated = frozenset(c for s in shots for c in plan.shot_chunks(s))
+    director.generator = TruthPastGenerator(director.generator, truth.to(director.dtype), generated)  # type: ignore[assignment]
+
+
 def keyframe_director(director: Director, base_bundle) -> None:  # type: ignore[no-untyped-def]
     """Turn a student's director into the keyframe experiment (`KeyframeGenerator`)."""
     own = director.generator
@@ -151,6 +209,8 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         keyframe_director(director, bundle[1])
     else:
         director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass)
+        if row.truth_past:
+            truth_past_director(director, film)
     for _ in director.run():
         pass
     seconds = time.perf_counter() - t
@@ -172,7 +232,9 @@ def scores(report) -> dict:  # type: ignore[no-untyped-def]
     shots = [{"cut": shot.cut, "parts": [[part.what, part.score] for part in shot.parts]} for shot in report.shots]
     cuts = {"scripted": len(report.cuts.matched) + len(report.cuts.missed), "missed": len(report.cuts.missed), "extra": len(report.cuts.extra),
             "extra_at": [int(f) for f in report.cuts.extra]}
-    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report), "shots": shots, "cuts": cuts}
+    returns = [{"kind": r.kind, "entity": r.entity, "first": r.first_shot, "shot": r.shot, "distance": r.distance, "score": r.score}
+               for r in report.returns]
+    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report), "shots": shots, "cuts": cuts, "returns": returns}
 
 
 def look_occasions(shots: list[dict]) -> dict[str, list[float]]:

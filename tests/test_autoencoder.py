@@ -17,7 +17,7 @@ from cinecli.model.autoencoder import (
     load_autoencoder,
     save_autoencoder,
 )
-from cinecli.train.autoencoder import AETrainConfig, boundary_share, load_train_config, recon_loss, synthetic_clips, train_autoencoder
+from cinecli.train.autoencoder import AETrainConfig, boundary_share, load_train_config, noisy_latents, recon_loss, synthetic_clips, train_autoencoder
 from cinecli.train.config import ConfigError, load_yaml_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,7 +224,8 @@ def test_decoder_fine_tune_keeps_the_latent_space(tmp_path: Path) -> None:
                     width=W, height=H, model=TINY, steps=2, holdout_clips=2)
     start = train_autoencoder(first, out_dir=tmp_path / "a")
     records: list[dict] = []
-    tuned = train_autoencoder(replace(first, steps=3, init=str(start), train="decoder", lr=1e-2, temporal_weight=1.0),
+    tuned = train_autoencoder(replace(first, steps=3, init=str(start), train="decoder", lr=1e-2, temporal_weight=1.0,
+                                      latent_noise=0.5),
                               out_dir=tmp_path / "b", log=records.append)
     assert all("temporal" in r for r in records if "loss" in r)
     assert 0.0 < records[-1]["eval_boundary_share"] <= 1.0 and 0.0 < records[-1]["clips_boundary_share"] <= 1.0
@@ -235,6 +236,22 @@ def test_decoder_fine_tune_keeps_the_latent_space(tmp_path: Path) -> None:
         assert same == (not name.startswith("decoder.")), name
     with pytest.raises(ValueError, match="init"):
         replace(first, train="decoder")
+    with pytest.raises(ValueError, match="latent_noise needs train: decoder"):
+        replace(first, latent_noise=0.5)
+
+
+def test_latent_noise_is_in_the_generators_units() -> None:
+    """Decoder training noise is measured in the unit-variance latents the generators see: with a
+    channel's statistics scaled up 10x, the raw noise on it is 10x larger; no noise, no change."""
+    m = VideoAutoencoder(TINY)
+    m.latent_std.fill_(1.0)
+    m.latent_std[0] = 10.0
+    z = torch.zeros(64, TINY.latent_channels, 2, 4, 4)
+    torch.manual_seed(0)
+    d = noisy_latents(m, z, 1.0) - z
+    spread = d.std(dim=(0, 2, 3, 4))
+    assert 8.0 < float(spread[0] / spread[1:].mean()) < 12.0
+    assert torch.equal(noisy_latents(m, z, 0.0), z)
 
 
 def _ramp(frames: int = 16) -> torch.Tensor:

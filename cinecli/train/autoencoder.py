@@ -87,6 +87,13 @@ class AETrainConfig:
     #                 architecture is kept, plus the decoder's `lookahead` / `frame_kernel` / `ahead_path` if `model` asks
     train: str = "all"  # "all" | "decoder": the encoder and latent statistics frozen, so the latent
     #                     space, and every generator trained in it, stays valid
+    # `train: decoder` only: each clip's latents get Gaussian noise of a standard deviation drawn
+    # uniformly from [0, latent_noise] (in the generators' unit-variance latent units) before
+    # decoding. A generator's latents are never the encoder's own: their fine detail (where in its
+    # four frames a latent frame's motion lies) is off, and a decoder that only ever saw clean
+    # latents turns that into a still latent frame and a jump at the next, which the cut detector
+    # reads as a cut. With noise it has to draw motion from the coarse content and its look-ahead.
+    latent_noise: float = 0.0
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
 
     def __post_init__(self) -> None:
@@ -108,6 +115,10 @@ class AETrainConfig:
             raise ValueError(f"train must be all|decoder, got {self.train!r}")
         if self.train == "decoder" and not self.init:
             raise ValueError("train: decoder needs init: the weights whose encoder stays as it is")
+        if self.latent_noise < 0:
+            raise ValueError(f"latent_noise must be >= 0, got {self.latent_noise}")
+        if self.latent_noise > 0 and self.train != "decoder":
+            raise ValueError("latent_noise needs train: decoder (the encoder must not learn to outshout the noise)")
 
 
 def load_train_config(path: Path | str) -> AETrainConfig:
@@ -265,6 +276,16 @@ def recon_loss(recon: Tensor, target: Tensor, cfg: AETrainConfig) -> tuple[Tenso
         loss = loss + cfg.temporal_weight * temporal
         parts["temporal"] = temporal.item()
     return loss, parts
+
+
+def noisy_latents(model: VideoAutoencoder, z: Tensor, max_sigma: float) -> Tensor:
+    """Raw latents with per-clip Gaussian noise of std ~ U(0, max_sigma) in normalised units (see
+    `AETrainConfig.latent_noise`); the same latents when max_sigma is 0."""
+    if max_sigma <= 0:
+        return z
+    sigma = torch.rand(z.shape[0], device=z.device, dtype=torch.float32) * max_sigma
+    noise = torch.randn(z.shape, device=z.device, dtype=torch.float32) * sigma.view(-1, 1, 1, 1, 1)
+    return model.denormalize(model.normalize(z.float()) + noise).to(z.dtype)
 
 
 def clip_cuts(clips: Tensor) -> list[frozenset[int]]:
@@ -431,7 +452,7 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
         with acc.autocast():
             if decoder_only:  # the encoder's latents as the generators were trained on them
                 with torch.no_grad():
-                    z = raw.encode(x)
+                    z = noisy_latents(raw, raw.encode(x), cfg.latent_noise)
                 recon = raw.decode_raw(z)[0]
             else:
                 recon, _ = forward(x)
