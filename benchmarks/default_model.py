@@ -18,7 +18,10 @@ guidance 1.25, 1.5 or 2 against the empty prompt; the student with 8 steps inste
 distilled for; the student with the base model (16 guided ODE steps) drawing the first chunk of
 every shot, each model keeping its own memory of the whole film (`KeyframeGenerator`: does the
 student keep a good first drawing?); camr with a recent window bounded by the shot
-(`shot_window`: after a hard cut only routing brings earlier shots back).
+(`shot_window`: after a hard cut only routing brings earlier shots back); and every memory row
+of either model "(truth past)": the world's own latents everywhere but the shots that return, so
+each return is scored against hidden details that only memory can bring back
+(`TruthPastGenerator`; read only the inter-shot columns of those rows).
 `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
 DIR/autoencoder.safetensors it holds instead of the shipped ones.
 """
