@@ -40,9 +40,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from cinecli.eval.report import evaluate
+from cinecli.eval.report import evaluate, returning_shots
 from cinecli.memory.bank import MemoryBank
-from cinecli.eval.metrics import judder, returns_of
+from cinecli.eval.metrics import judder
 from cinecli.model.autoencoder import AutoencoderConfig, load_autoencoder
 from cinecli.model.bundle import load_default, load_generator
 from cinecli.model.formats import film_format
@@ -90,7 +90,6 @@ ROWS = {
 for _name in ("student camr", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
     ROWS[f"{_name} (truth past)"] = ROWS[_name]._replace(truth_past=True)
-TRUTH_PAST_ROWS = tuple(name for name in ROWS if name.endswith(" (truth past)"))
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
 COLUMNS = KEYS + ("judder",)  # judder: a diagnostic of the autoencoder's latent grid, not a `cinecli eval` metric
@@ -155,26 +154,13 @@ class TruthPastGenerator:
         return ChunkResult(latents=latents, active_frames=0, active_tokens=0)
 
 
-def returning_shots(film) -> frozenset[int]:  # type: ignore[no-untyped-def]
-    """Shots that `cinecli eval` scores as returns (a scene or character seen before, after at
-    least one other shot): the ones a truth-past film generates."""
-    scenes: dict[str, list[int]] = {}
-    chars: dict[str, list[int]] = {}
-    for i, shot in enumerate(film.shots):
-        scenes.setdefault(shot.setting_id, []).append(i)
-        for cid in shot.cast:
-            chars.setdefault(cid, []).append(i)
-    return frozenset(j for group in (scenes, chars) for _, _, j in returns_of(group))
-
-
 @torch.no_grad()
 def truth_past_director(director: Director, film) -> None:  # type: ignore[no-untyped-def]
     """Turn a director into the truth-past experiment (`TruthPastGenerator`)."""
     from cinecli.world.render import render_frames
 
     plan, ae = director.plan, director.bundle.autoencoder
-    frames = torch.from_numpy(render_frames(film, 0, film.total_frames)).float() / 127.5 - 1.0
-    truth = ae.normalize(ae.encode(frames.permute(3, 0, 1, 2).unsqueeze(0)))
+    truth = ae.normalize(ae.encode(video_tensor(render_frames(film, 0, film.total_frames))))
     if truth.shape[2] != len(plan.latents):
         raise ValueError(f"film {film.seed}: {truth.shape[2]} truth latent frames against {len(plan.latents)} planned")
     shots = returning_shots(film)
@@ -258,13 +244,17 @@ def look_occasions(shots: list[dict]) -> dict[str, list[float]]:
     return out
 
 
+def video_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 frames [T, H, W, 3] as the autoencoder's input [1, 3, T, H, W] in [-1, 1]."""
+    return (torch.from_numpy(frames).float() / 127.5 - 1.0).permute(3, 0, 1, 2).unsqueeze(0)
+
+
 @torch.no_grad()
 def round_trip(ae, frames: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
     """uint8 [T, H, W, 3] encoded and decoded by the autoencoder: the ceiling it sets on any generator."""
     t = frames.shape[0]
     pad = (-t) % ae.temporal_stride
-    video = torch.from_numpy(np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)])).float() / 127.5 - 1.0
-    out = ae.decode(ae.encode(video.permute(3, 0, 1, 2).unsqueeze(0)))[0, :, :t]
+    out = ae.decode(ae.encode(video_tensor(np.concatenate([frames, np.repeat(frames[-1:], pad, axis=0)]))))[0, :, :t]
     return ((out.permute(1, 2, 3, 0) + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy()
 
 

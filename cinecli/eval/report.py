@@ -14,7 +14,7 @@ from cinecli.eval.cuts import CutScore, cut_score, detect_cuts
 from cinecli.eval.detectors import Detectors, load_detectors
 from cinecli.eval.measure import Measures, measure
 from cinecli.eval.metrics import (Part, ReturnScore, Segment, Series, drift_distances,
-                                  drift_score, edge_means, inter_shot, intra_shot,
+                                  drift_score, edge_means, inter_shot, intra_shot, returns_of,
                                   shot_alignment, windowed, within_shot_pairs)
 from cinecli.eval.prompts import parse_prompt
 from cinecli.eval.signals import Signals, compute_signals
@@ -92,13 +92,26 @@ def _segments(plan: Plan, shot: int) -> list[Segment]:
     return [Segment(a, b, plan.prompts[p]) for (_, p), a, b in zip(changes, starts, ends) if b > a]
 
 
-def _groups_from_truth(truth: FilmSpec, colours: tuple[str, ...]) -> tuple[dict, dict, dict]:
+def truth_appearances(truth: FilmSpec) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """The shots each setting and each character of a world film appears in, by the world's own
+    ids: which appearances are one scene or one character is known, not guessed from prompts."""
     scenes: dict[str, list[int]] = {}
     chars: dict[str, list[int]] = {}
     for i, shot in enumerate(truth.shots):
         scenes.setdefault(shot.setting_id, []).append(i)
         for cid in shot.cast:
             chars.setdefault(cid, []).append(i)
+    return scenes, chars
+
+
+def returning_shots(truth: FilmSpec) -> frozenset[int]:
+    """The shots `evaluate` scores as returns of a world film (a setting or character seen
+    before, after at least one other shot): what a memory test must generate."""
+    return frozenset(j for group in truth_appearances(truth) for _, _, j in returns_of(group))
+
+
+def _groups_from_truth(truth: FilmSpec, colours: tuple[str, ...]) -> tuple[dict, dict, dict]:
+    scenes, chars = truth_appearances(truth)
     colour_of = {c.id: colours.index(c.colour_name) for c in truth.characters}
     return scenes, chars, colour_of
 

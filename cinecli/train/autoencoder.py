@@ -285,7 +285,8 @@ def noisy_latents(model: VideoAutoencoder, z: Tensor, max_sigma: float) -> Tenso
         return z
     sigma = torch.rand(z.shape[0], device=z.device, dtype=torch.float32) * max_sigma
     noise = torch.randn(z.shape, device=z.device, dtype=torch.float32) * sigma.view(-1, 1, 1, 1, 1)
-    return model.denormalize(model.normalize(z.float()) + noise).to(z.dtype)
+    # one normalised unit is one latent_std of raw latent: scale the noise, leave z as it is
+    return (z.float() + noise * model.latent_std.view(1, -1, 1, 1, 1).float()).to(z.dtype)
 
 
 def clip_cuts(clips: Tensor) -> list[frozenset[int]]:
