@@ -22,7 +22,9 @@ student keep a good first drawing?); camr with a recent window bounded by the sh
 of either model "(truth past)": the world's own latents everywhere but the shots that return, so
 each return is scored against hidden details that only memory can bring back
 (`TruthPastGenerator`; read only the inter-shot columns of those rows).
-`--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
+`--keep DIR` keeps every rendered film as DIR/<row>/<seed>.mp4 beside its screenplay
+(<seed>.yaml), so a film can be looked at or scored again (`cinecli eval`) without rendering it
+again. `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
 DIR/autoencoder.safetensors it holds instead of the shipped ones.
 """
 
@@ -32,6 +34,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -283,6 +286,7 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=None, help="a folder with student/base/autoencoder.safetensors to test instead of the shipped ones")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--keep", type=Path, default=None, help="keep each rendered film as KEEP/<row>/<seed>.mp4 with its screenplay")
     args = ap.parse_args()
     rows = args.rows.split(",")
     unknown = [row for row in rows if row not in ROWS]
@@ -318,6 +322,11 @@ def main() -> None:
                 work = Path(tmp) / f"{i}"
                 work.mkdir(exist_ok=True)
                 got, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
+                if args.keep is not None and ROWS[row].variant not in ("truth", "autoencoder"):  # those render no MP4
+                    kept = args.keep / row
+                    kept.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(work / "film.mp4", kept / f"{film.seed}.mp4")
+                    shutil.copyfile(work / "film.yaml", kept / f"{film.seed}.yaml")
                 results[row].append(got)
                 timing[row] += seconds
                 print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: got.get(k) for k in COLUMNS}, "cuts": got["cuts"]}), flush=True)
