@@ -24,7 +24,8 @@ each return is scored against hidden details that only memory can bring back
 (`TruthPastGenerator`; read only the inter-shot columns of those rows).
 `--keep DIR` keeps every rendered film as DIR/<row>/<seed>.mp4 beside its screenplay
 (<seed>.yaml), so a film can be looked at or scored again (`cinecli eval`) without rendering it
-again. `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
+again; `--keep DIR --rescore` scores the films already kept there (after a change to
+`cinecli.eval`) and renders only those missing. `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
 DIR/autoencoder.safetensors it holds instead of the shipped ones.
 """
 
@@ -210,6 +211,16 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     return film_scores(frames, evaluate(frames, plan, truth=film)), seconds
 
 
+def kept_eval(film, row: Row, kept: Path, work: Path) -> dict:  # type: ignore[no-untyped-def]
+    """The scores of a film an earlier `--keep` run rendered for this row, read from its MP4."""
+    script = work / "film.yaml"
+    script.write_text(to_screenplay_yaml(film), encoding="utf-8")
+    sp, fmt = load_screenplay_resolving(script, film_format)
+    sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=row.memory, guidance=row.guidance))
+    frames = read_video(kept)
+    return film_scores(frames, evaluate(frames, plan_film(sp, fmt), truth=film))
+
+
 def film_scores(frames: np.ndarray, report) -> dict:  # type: ignore[no-untyped-def]
     """`scores`, and the film's judder: the share of its frame-to-frame change that lands
     between latent frames, scripted cuts (and the detected cuts matched to them) left out."""
@@ -287,6 +298,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="keep each rendered film as KEEP/<row>/<seed>.mp4 with its screenplay")
+    ap.add_argument("--rescore", action="store_true", help="with --keep: score the films already kept there instead of rendering them again")
     args = ap.parse_args()
     rows = args.rows.split(",")
     unknown = [row for row in rows if row not in ROWS]
@@ -321,6 +333,12 @@ def main() -> None:
             for i, film in enumerate(films):
                 work = Path(tmp) / f"{i}"
                 work.mkdir(exist_ok=True)
+                kept_film = None if args.keep is None else args.keep / row / f"{film.seed}.mp4"
+                if args.rescore and kept_film is not None and kept_film.exists():
+                    got, seconds = kept_eval(film, ROWS[row], kept_film, work), 0.0
+                    results[row].append(got)
+                    print(json.dumps({"row": row, "film": film.seed, "rescored": str(kept_film), **{k: got.get(k) for k in COLUMNS}, "cuts": got["cuts"]}), flush=True)
+                    continue
                 got, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
                 if args.keep is not None and ROWS[row].variant not in ("truth", "autoencoder"):  # those render no MP4
                     kept = args.keep / row

@@ -92,10 +92,15 @@ def _doc(text: str, films: list) -> str:  # type: ignore[no-untyped-def]
 `cinecli eval FILM.mp4 --script SCRIPT.yaml` scores a film against its screenplay
 (`cinecli/eval`). Definitions are in the module docstrings; in short:
 
-* **sca** — hard cuts detected (colour-histogram and pixel-difference peaks against the
-  median of the 6 frame pairs on each side) are matched one-to-one to scripted cuts within
-  max(latent stride, fps/2) frames; NSD = (sum of matched frame errors + mean shot length ×
-  (missed + extra)) / frames; SCA = exp(−NSD).
+* **sca** — hard cuts are detected from two changes of each frame pair: the colour histogram
+  (soft-binned, so a decoder's colour wobble of a level or two moves it little) and the
+  4×4-block pixel difference, each as a ratio to the median of the 6 frame pairs on each side;
+  a pair is a cut when the product of the two ratios is large (a cut between two views of one
+  setting changes pixels far more than colours). Detected cuts are matched one-to-one to
+  scripted cuts within max(latent stride, fps/2) frames; NSD = (sum of matched frame errors +
+  mean shot length × (missed + extra)) / frames; SCA = exp(−NSD). How many cuts the detector
+  finds on films the benchmark never uses: `benchmarks/cut_detector.py`, in
+  `docs/BENCHMARKS.md`.
 * **alignment** — per prompt segment, the mean of its checkable claims: setting kind
   (classifier probability of the named kind over the top one), each character named by look
   (its colour present in ≥ 30% of frames), role references (some character present), framing

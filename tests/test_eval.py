@@ -16,6 +16,7 @@ from cinecli.eval.cuts import cut_score, detect_cuts, match_cuts
 from cinecli.eval.detectors import load_detectors
 from cinecli.eval.prompts import Look, parse_prompt
 from cinecli.eval.report import EvalReport, evaluate, report_json, write_report
+from cinecli.eval.signals import colour_histograms, soft_colour_histograms
 from cinecli.eval.world import plan_for_film, world_film_for
 from cinecli.screenplay import Plan, parse_screenplay_text
 from cinecli.world.benchmark import benchmark_films, film_returns
@@ -67,6 +68,29 @@ def test_cut_matching_and_sca() -> None:
     hist = np.full(60, 0.01, np.float32)
     diff[30], hist[30] = 40.0, 0.5
     assert detect_cuts(diff, hist) == (30,)
+
+
+def test_a_cut_between_two_views_of_one_setting_is_found_in_wobbling_frames() -> None:
+    # A decoder's colour wobble makes every frame pair change the histogram a little (0.02);
+    # a cut to the other character of a dialogue changes it only 3.5x that, but the pixels 16x.
+    diff = np.full(60, 1.0, np.float32)
+    hist = np.full(60, 0.02, np.float32)
+    diff[30], hist[30] = 16.0, 0.07
+    assert detect_cuts(diff, hist) == (30,)
+    # the same frame pair with a pixel change no larger than a moving shot's is not a cut
+    diff[30] = 3.0
+    assert detect_cuts(diff, hist) == ()
+    # a pan: every pair changes as much, none stands out
+    assert detect_cuts(np.full(60, 9.0, np.float32), np.full(60, 0.08, np.float32)) == ()
+
+
+def test_a_shift_of_one_colour_level_barely_moves_the_soft_histogram() -> None:
+    # a flat grey frame on a bin edge (63 -> 64): hard bins move all of it, soft ones about 2%
+    frames = np.stack([np.full((8, 8, 3), 63, np.uint8), np.full((8, 8, 3), 64, np.uint8)])
+    hard, soft = colour_histograms(frames), soft_colour_histograms(frames)
+    assert 0.5 * np.abs(hard[1] - hard[0]).sum() == pytest.approx(1.0)
+    assert 0.5 * np.abs(soft[1] - soft[0]).sum() < 0.05
+    assert soft.sum(axis=1) == pytest.approx([1.0, 1.0])
 
 
 def test_ground_truth_scores_near_the_top(truth_reports: list[EvalReport]) -> None:

@@ -13,10 +13,12 @@ HIST_LEVELS = 4  # colour histogram levels per channel (64 bins)
 
 @dataclass(frozen=True)
 class Signals:
-    """`diff[t]` and `hist_dist[t]` compare frame t with frame t-1 (0 for t = 0); `thumb` is
-    a block-averaged float32 copy; `thumb_hist` the colour histograms of the thumbnails
-    (block averaging removes codec noise that flips pixels between bins); `sharpness` is the
-    Laplacian variance of full frames."""
+    """`diff[t]` and `hist_dist[t]` compare frame t with frame t-1 (0 for t = 0); `hist` holds
+    soft colour histograms of full frames (a decoder's small frame-to-frame colour wobble moves
+    mass between neighbouring bins a little instead of flipping whole flat regions across a bin
+    edge); `thumb` is a block-averaged float32 copy; `thumb_hist` the hard colour histograms of
+    the thumbnails (block averaging removes codec noise that flips pixels between bins);
+    `sharpness` is the Laplacian variance of full frames."""
 
     thumb: np.ndarray
     diff: np.ndarray
@@ -46,6 +48,32 @@ def colour_histograms(frames: np.ndarray, levels: int = HIST_LEVELS) -> np.ndarr
     return (hist / bins[0].size).astype(np.float32)
 
 
+def soft_colour_histograms(frames: np.ndarray, levels: int = HIST_LEVELS) -> np.ndarray:
+    """Joint RGB histograms with every pixel's mass shared between the two nearest bin centres
+    of each channel (trilinear), float32 [T, levels**3], each summing to 1.
+
+    With hard bins a flat region sitting near a bin edge jumps whole into the next bin when a
+    decoder shifts its colour by one or two levels, and the histogram distance of every frame
+    pair then looks like a small cut; shared mass makes that distance proportional to the shift.
+    """
+    t = frames.shape[0]
+    x = frames.reshape(t, -1, 3).astype(np.float32)
+    pos = np.clip(x * (levels / 256.0) - 0.5, 0.0, levels - 1.0)  # in bin-centre units
+    low = np.minimum(np.floor(pos).astype(np.int64), levels - 2)
+    upper = pos - low
+    offsets = (np.arange(t) * levels ** 3)[:, None]
+    hist = np.zeros(t * levels ** 3, np.float64)
+    for corner in range(8):
+        bits = [(corner >> c) & 1 for c in range(3)]
+        weight = np.ones(x.shape[:2], np.float32)
+        index = np.zeros(x.shape[:2], np.int64)
+        for c, bit in enumerate(bits):
+            weight = weight * (upper[..., c] if bit else 1.0 - upper[..., c])
+            index = index * levels + low[..., c] + bit
+        hist += np.bincount((index + offsets).ravel(), weights=weight.ravel(), minlength=t * levels ** 3)
+    return (hist.reshape(t, -1) / x.shape[1]).astype(np.float32)
+
+
 def laplacian_variance(frames: np.ndarray) -> np.ndarray:
     """Variance of the 4-neighbour Laplacian of luma per frame: a blur-sensitive sharpness."""
     y = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -57,7 +85,7 @@ def laplacian_variance(frames: np.ndarray) -> np.ndarray:
 def compute_signals(frames: np.ndarray) -> Signals:
     """All per-frame signals of a film, uint8 [T, H, W, 3] in."""
     thumb = thumbnails(frames)
-    hist = colour_histograms(frames)
+    hist = soft_colour_histograms(frames)
     diff = np.zeros(len(frames), np.float32)
     hist_dist = np.zeros(len(frames), np.float32)
     if len(frames) > 1:

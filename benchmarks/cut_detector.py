@@ -1,0 +1,75 @@
+"""How well `cinecli.eval` finds scripted cuts, on world films the benchmark never uses.
+
+    python benchmarks/cut_detector.py --films 45 --json runs/cut_detector.json
+
+SCA counts a scripted cut the detector misses as a cut the film failed to make, so the detector
+has to find every cut that is really there, also in a decoder's slightly wobbling frames. Each
+film here (seeds from 7,400,000, 20, 30 or 40 s in turn) is scored twice: the world's own frames
+(every scripted cut is there, hard) and the same frames encoded and decoded by the shipped
+autoencoder (every cut is still there, drawn through the decoder every generated film goes
+through). Missed cuts are the detector's fault in both; invented cuts are its fault on the
+world's own frames and may be the decoder's on the round trip (a jump between latent frames).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from default_model import round_trip  # the benchmark's own round trip, run as a script from benchmarks/
+
+from cinecli.eval.cuts import detect_cuts, match_cuts
+from cinecli.eval.signals import compute_signals
+from cinecli.eval.world import plan_for_film
+from cinecli.model.bundle import load_default
+from cinecli.world.render import render_frames
+from cinecli.world.spec import sample_film
+
+FIRST_SEED = 7_400_000
+DURATIONS = (20.0, 30.0, 40.0)
+
+
+def film_counts(frames: np.ndarray, scripted: tuple[int, ...], tolerance: int) -> dict:
+    """Scripted, missed and invented cuts of one film's frames, with where each went wrong."""
+    sig = compute_signals(frames)
+    _, missed, extra = match_cuts(scripted, detect_cuts(sig.diff, sig.hist_dist), tolerance)
+    return {"scripted": len(scripted), "missed": list(missed), "invented": list(extra)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--films", type=int, default=45)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    autoencoder = load_default("student").autoencoder
+    sources = ("world frames", "through the autoencoder")
+    per_film: list[dict] = []
+    for i in range(args.films):
+        film = sample_film(FIRST_SEED + i, duration_s=DURATIONS[i % len(DURATIONS)])
+        plan = plan_for_film(film)
+        scripted = tuple(s.frame_start for s in plan.shots[1:] if s.cut == "cut")
+        tolerance = max(plan.grid.stride, plan.fps // 2)  # as `cinecli.eval.report` matches them
+        frames = render_frames(film, 0, film.total_frames)
+        got = {"seed": film.seed, "frames": film.total_frames}
+        for source, x in zip(sources, (frames, round_trip(autoencoder, frames))):
+            got[source] = film_counts(x, scripted, tolerance)
+        per_film.append(got)
+        print(json.dumps(got), flush=True)
+    lines = ["| frames | films | scripted cuts | missed | invented |", "|---|---|---|---|---|"]
+    for source in sources:
+        total = {k: sum(len(f[source][k]) if k != "scripted" else f[source][k] for f in per_film)
+                 for k in ("scripted", "missed", "invented")}
+        lines.append(f"| {source} | {len(per_film)} | {total['scripted']} | {total['missed']} | {total['invented']} |")
+    print("\n".join(lines))
+    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"films": per_film}, indent=1), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
