@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from default_model import round_trip  # the benchmark's own round trip, run as a script from benchmarks/
 
-from cinecli.eval.cuts import detect_cuts, match_cuts
+from cinecli.eval.report import plan_cut_score
 from cinecli.eval.signals import compute_signals
 from cinecli.eval.world import plan_for_film
 from cinecli.model.bundle import load_default
+from cinecli.screenplay import Plan
 from cinecli.world.render import render_frames
 from cinecli.world.spec import sample_film
 
@@ -33,11 +34,10 @@ FIRST_SEED = 7_400_000
 DURATIONS = (20.0, 30.0, 40.0)
 
 
-def film_counts(frames: np.ndarray, scripted: tuple[int, ...], tolerance: int) -> dict:
+def film_counts(frames: np.ndarray, plan: Plan) -> dict:
     """Scripted, missed and invented cuts of one film's frames, with where each went wrong."""
-    sig = compute_signals(frames)
-    _, missed, extra = match_cuts(scripted, detect_cuts(sig.diff, sig.hist_dist), tolerance)
-    return {"scripted": len(scripted), "missed": list(missed), "invented": list(extra)}
+    cuts = plan_cut_score(compute_signals(frames), plan)
+    return {"scripted": len(cuts.scripted), "missed": list(cuts.missed), "invented": list(cuts.extra)}
 
 
 def main() -> None:
@@ -51,12 +51,10 @@ def main() -> None:
     for i in range(args.films):
         film = sample_film(FIRST_SEED + i, duration_s=DURATIONS[i % len(DURATIONS)])
         plan = plan_for_film(film)
-        scripted = tuple(s.frame_start for s in plan.shots[1:] if s.cut == "cut")
-        tolerance = max(plan.grid.stride, plan.fps // 2)  # as `cinecli.eval.report` matches them
         frames = render_frames(film, 0, film.total_frames)
         got = {"seed": film.seed, "frames": film.total_frames}
         for source, x in zip(sources, (frames, round_trip(autoencoder, frames))):
-            got[source] = film_counts(x, scripted, tolerance)
+            got[source] = film_counts(x, plan)
         per_film.append(got)
         print(json.dumps(got), flush=True)
     lines = ["| frames | films | scripted cuts | missed | invented |", "|---|---|---|---|---|"]

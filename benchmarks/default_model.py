@@ -182,12 +182,18 @@ def keyframe_director(director: Director, base_bundle) -> None:  # type: ignore[
     director.prompts = PairedPrompts(director.prompts, PromptCache(base_bundle, director.device, director.dtype))  # type: ignore[assignment]
 
 
-def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
+def row_screenplay(film, row: Row, work: Path):  # type: ignore[no-untyped-def]
+    """The film's exported screenplay (written to work/film.yaml) with the row's memory and
+    guidance, and its plan: what a row renders and what its film is scored against."""
     script = work / "film.yaml"
     script.write_text(to_screenplay_yaml(film), encoding="utf-8")
     sp, fmt = load_screenplay_resolving(script, film_format)
     sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=row.memory, guidance=row.guidance))
-    plan = plan_film(sp, fmt)
+    return sp, plan_film(sp, fmt)
+
+
+def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
+    sp, plan = row_screenplay(film, row, work)
     if row.variant in ("truth", "autoencoder"):  # the world's own frames, as they are or through the autoencoder
         from cinecli.world.render import render_frames
 
@@ -213,12 +219,9 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
 
 def kept_eval(film, row: Row, kept: Path, work: Path) -> dict:  # type: ignore[no-untyped-def]
     """The scores of a film an earlier `--keep` run rendered for this row, read from its MP4."""
-    script = work / "film.yaml"
-    script.write_text(to_screenplay_yaml(film), encoding="utf-8")
-    sp, fmt = load_screenplay_resolving(script, film_format)
-    sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=row.memory, guidance=row.guidance))
+    _, plan = row_screenplay(film, row, work)
     frames = read_video(kept)
-    return film_scores(frames, evaluate(frames, plan_film(sp, fmt), truth=film))
+    return film_scores(frames, evaluate(frames, plan, truth=film))
 
 
 def film_scores(frames: np.ndarray, report) -> dict:  # type: ignore[no-untyped-def]
@@ -333,21 +336,20 @@ def main() -> None:
             for i, film in enumerate(films):
                 work = Path(tmp) / f"{i}"
                 work.mkdir(exist_ok=True)
-                kept_film = None if args.keep is None else args.keep / row / f"{film.seed}.mp4"
-                if args.rescore and kept_film is not None and kept_film.exists():
-                    got, seconds = kept_eval(film, ROWS[row], kept_film, work), 0.0
-                    results[row].append(got)
-                    print(json.dumps({"row": row, "film": film.seed, "rescored": str(kept_film), **{k: got.get(k) for k in COLUMNS}, "cuts": got["cuts"]}), flush=True)
-                    continue
-                got, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
-                if args.keep is not None and ROWS[row].variant not in ("truth", "autoencoder"):  # those render no MP4
-                    kept = args.keep / row
-                    kept.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(work / "film.mp4", kept / f"{film.seed}.mp4")
-                    shutil.copyfile(work / "film.yaml", kept / f"{film.seed}.yaml")
+                kept = None if args.keep is None else args.keep / row / f"{film.seed}.mp4"
+                rescored = args.rescore and kept is not None and kept.exists()
+                if rescored:
+                    got, seconds = kept_eval(film, ROWS[row], kept, work), 0.0
+                else:
+                    got, seconds = render_eval(bundles[ROWS[row].variant], film, ROWS[row], work)
+                    if kept is not None and ROWS[row].variant not in ("truth", "autoencoder"):  # those render no MP4
+                        kept.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copyfile(work / "film.mp4", kept)
+                        shutil.copyfile(work / "film.yaml", kept.with_suffix(".yaml"))
                 results[row].append(got)
                 timing[row] += seconds
-                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), **{k: got.get(k) for k in COLUMNS}, "cuts": got["cuts"]}), flush=True)
+                print(json.dumps({"row": row, "film": film.seed, "seconds": round(seconds, 1), "rescored": rescored,
+                                  **{k: got.get(k) for k in COLUMNS}, "cuts": got["cuts"]}), flush=True)
     video_seconds = sum(f.total_frames / f.fps for f in films)
 
     def values(row: str, key: str) -> list[float]:

@@ -92,6 +92,14 @@ def _segments(plan: Plan, shot: int) -> list[Segment]:
     return [Segment(a, b, plan.prompts[p]) for (_, p), a, b in zip(changes, starts, ends) if b > a]
 
 
+def plan_cut_score(sig: Signals, plan: Plan) -> CutScore:
+    """The film's detected hard cuts against the plan's: a cut may land up to a latent frame or
+    half a second from where the plan put it."""
+    scripted = tuple(s.frame_start for s in plan.shots[1:] if s.cut == "cut")
+    tolerance = max(plan.grid.stride, plan.fps // 2)
+    return cut_score(scripted, detect_cuts(sig.diff, sig.hist_dist), plan.frames, len(plan.shots), tolerance)
+
+
 def truth_appearances(truth: FilmSpec) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """The shots each setting and each character of a world film appears in, by the world's own
     ids: which appearances are one scene or one character is known, not guessed from prompts."""
@@ -165,10 +173,8 @@ def evaluate(frames: np.ndarray, plan: Plan, *, truth: FilmSpec | None = None,
         gt = render_frames(truth, 0, truth.total_frames)
         gt_sig, gt_m = compute_signals(gt), measure(det, gt, bounds)
 
-    scripted = tuple(s.frame_start for s in plan.shots[1:] if s.cut == "cut")
-    detected = detect_cuts(sig.diff, sig.hist_dist)
-    tolerance = max(plan.grid.stride, fps // 2)
-    cuts = cut_score(scripted, detected, plan.frames, len(plan.shots), tolerance)
+    cuts = plan_cut_score(sig, plan)
+    detected = cuts.detected
 
     boundaries = {s.frame_start for s in plan.shots[1:]} | set(detected)
     inside = within_shot_pairs(plan.frames, boundaries)

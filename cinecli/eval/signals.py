@@ -3,6 +3,7 @@ histograms, sharpness. Computed once per film, all vectorised over frames."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +64,7 @@ def soft_colour_histograms(frames: np.ndarray, levels: int = HIST_LEVELS) -> np.
     upper = pos - low
     offsets = (np.arange(t) * levels ** 3)[:, None]
     hist = np.zeros(t * levels ** 3, np.float64)
-    for corner in range(8):
-        bits = [(corner >> c) & 1 for c in range(3)]
+    for bits in itertools.product((0, 1), repeat=3):  # the 8 corners of the RGB cell
         weight = np.ones(x.shape[:2], np.float32)
         index = np.zeros(x.shape[:2], np.int64)
         for c, bit in enumerate(bits):
