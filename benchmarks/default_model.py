@@ -65,6 +65,7 @@ class Row(NamedTuple):
     memory: MemorySettings
     steps: int | None = None  # None: the model's own
     memory_pass: str = "clean"  # SamplerConfig.memory_pass
+    route: str = "first-step"  # SamplerConfig.route: when a content-aware policy routes
     guidance: float | None = None  # classifier-free guidance against the empty prompt (None: the model card's)
     truth_past: bool = False  # the world's own latents everywhere but the shots that return (`TruthPastGenerator`)
 
@@ -90,8 +91,9 @@ ROWS = {
     "student camr (8 steps)": Row("student", MemorySettings("camr", 3, 5, 0), 8),
     "student camr (base draws each shot's first chunk)": Row("keyframes", MemorySettings("camr", 3, 5, 0)),
     "student camr shot window": Row("student", MemorySettings("camr", 3, 5, 0, shot_window=True)),
+    "student camr estimate routing": Row("student", MemorySettings("camr", 3, 5, 0), route="estimate"),
 }
-for _name in ("student camr", "student window", "student window recent-only", "student full", "student none",
+for _name in ("student camr", "student camr estimate routing", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
     ROWS[f"{_name} (truth past)"] = ROWS[_name]._replace(truth_past=True)
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
@@ -207,7 +209,7 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     if row.variant == "keyframes":
         keyframe_director(director, bundle[1])
     else:
-        director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass)
+        director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass, route=row.route)
         if row.truth_past:
             truth_past_director(director, film)
     for _ in director.run():
