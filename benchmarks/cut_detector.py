@@ -59,9 +59,9 @@ def main() -> None:
         print(json.dumps(got), flush=True)
     lines = ["| frames | films | scripted cuts | missed | invented |", "|---|---|---|---|---|"]
     for source in sources:
-        total = {k: sum(len(f[source][k]) if k != "scripted" else f[source][k] for f in per_film)
-                 for k in ("scripted", "missed", "invented")}
-        lines.append(f"| {source} | {len(per_film)} | {total['scripted']} | {total['missed']} | {total['invented']} |")
+        scripted = sum(f[source]["scripted"] for f in per_film)
+        missed, invented = (sum(len(f[source][k]) for f in per_film) for k in ("missed", "invented"))
+        lines.append(f"| {source} | {len(per_film)} | {scripted} | {missed} | {invented} |")
     print("\n".join(lines))
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     if args.json:

@@ -202,7 +202,7 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         frames = render_frames(film, 0, film.total_frames)
         if row.variant == "autoencoder":
             frames = round_trip(bundle.autoencoder, frames)
-        return film_scores(frames, evaluate(frames, plan, truth=film)), 0.0
+        return film_scores(frames, plan, film), 0.0
     out = work / "film.mp4"
     t = time.perf_counter()
     director = Director(sp, plan, bundle[0] if row.variant == "keyframes" else bundle, RenderOptions(output=out, state_dir=work / "film.state", overwrite=True), steps=row.steps)
@@ -216,19 +216,20 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         pass
     seconds = time.perf_counter() - t
     frames = read_video(out)
-    return film_scores(frames, evaluate(frames, plan, truth=film)), seconds
+    return film_scores(frames, plan, film), seconds
 
 
 def kept_eval(film, row: Row, kept: Path, work: Path) -> dict:  # type: ignore[no-untyped-def]
     """The scores of a film an earlier `--keep` run rendered for this row, read from its MP4."""
     _, plan = row_screenplay(film, row, work)
-    frames = read_video(kept)
-    return film_scores(frames, evaluate(frames, plan, truth=film))
+    return film_scores(read_video(kept), plan, film)
 
 
-def film_scores(frames: np.ndarray, report) -> dict:  # type: ignore[no-untyped-def]
-    """`scores`, and the film's judder: the share of its frame-to-frame change that lands
-    between latent frames, scripted cuts (and the detected cuts matched to them) left out."""
+def film_scores(frames: np.ndarray, plan, film) -> dict:  # type: ignore[no-untyped-def]
+    """`scores` of the film's frames against its plan and the world's truth, and the film's
+    judder: the share of its frame-to-frame change that lands between latent frames, scripted
+    cuts (and the detected cuts matched to them) left out."""
+    report = evaluate(frames, plan, truth=film)
     change = np.array([np.abs(frames[t].astype(np.int16) - frames[t - 1]).mean() for t in range(1, len(frames))])
     skip = frozenset(int(c) for c in report.cuts.scripted) | frozenset(int(d) for _, d in report.cuts.matched)
     return scores(report) | {"judder": judder(change, LATENT_STRIDE, skip)}

@@ -10,6 +10,7 @@ import numpy as np
 
 BLOCK = 4       # thumbnail block size in pixels: averages away codec noise and 1-px jitter
 HIST_LEVELS = 4  # colour histogram levels per channel (64 bins)
+SOFT_BLOCK = 64  # frames per block of soft histograms (bounds their working memory)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ def soft_colour_histograms(frames: np.ndarray, levels: int = HIST_LEVELS) -> np.
     decoder shifts its colour by one or two levels, and the histogram distance of every frame
     pair then looks like a small cut; shared mass makes that distance proportional to the shift.
     """
+    # a block of frames at a time: the per-pixel float arrays of a whole 2-minute film would take
+    # gigabytes, and every frame's histogram is its own
+    return np.concatenate([_soft_block(frames[i:i + SOFT_BLOCK], levels)
+                           for i in range(0, max(1, len(frames)), SOFT_BLOCK)])
+
+
+def _soft_block(frames: np.ndarray, levels: int) -> np.ndarray:
     t = frames.shape[0]
     x = frames.reshape(t, -1, 3).astype(np.float32)
     pos = np.clip(x * (levels / 256.0) - 0.5, 0.0, levels - 1.0)  # in bin-centre units
