@@ -21,7 +21,10 @@ student keep a good first drawing?); camr with a recent window bounded by the sh
 (`shot_window`: after a hard cut only routing brings earlier shots back); and every memory row
 of either model "(truth past)": the world's own latents everywhere but the shots that return, so
 each return is scored against hidden details that only memory can bring back
-(`TruthPastGenerator`; read only the inter-shot columns of those rows).
+(`TruthPastGenerator`; read only the inter-shot columns of those rows). Two routing rows
+tell a routing failure from a model that ignores its memory: camr with raw relevance instead of
+the model's trained routing head (`attention routing`), and camr whose routed frames the world's
+truth picks (`oracle routing`, `OracleRouting`: the best routing could do at the same budget).
 `--keep DIR` keeps every rendered film as DIR/<row>/<seed>.mp4 beside its screenplay
 (<seed>.yaml), so a film can be looked at or scored again (`cinecli eval`) without rendering it
 again; `--keep DIR --rescore` scores the films already kept there (after a change to
@@ -46,6 +49,7 @@ import torch
 
 from cinecli.eval.report import evaluate, returning_shots
 from cinecli.memory.bank import MemoryBank
+from cinecli.memory.policies import CamrPolicy, recent_start, relevance
 from cinecli.eval.metrics import judder
 from cinecli.model.autoencoder import AutoencoderConfig, load_autoencoder
 from cinecli.model.bundle import load_default, load_generator
@@ -68,6 +72,8 @@ class Row(NamedTuple):
     route: str = "first-step"  # SamplerConfig.route: when a content-aware policy routes
     guidance: float | None = None  # classifier-free guidance against the empty prompt (None: the model card's)
     truth_past: bool = False  # the world's own latents everywhere but the shots that return (`TruthPastGenerator`)
+    oracle: bool = False  # the world's truth picks camr's routed frames (`OracleRouting`)
+    router: bool = True  # camr scores with the model's routing head, where it has one (False: raw relevance)
 
 
 ROWS = {
@@ -93,7 +99,11 @@ ROWS = {
     "student camr shot window": Row("student", MemorySettings("camr", 3, 5, 0, shot_window=True)),
     "student camr estimate routing": Row("student", MemorySettings("camr", 3, 5, 0), route="estimate"),
 }
-for _name in ("student camr", "student camr estimate routing", "student window", "student window recent-only", "student full", "student none",
+ROWS["student camr oracle routing"] = ROWS["student camr"]._replace(oracle=True)
+ROWS["student camr attention routing"] = ROWS["student camr"]._replace(router=False)
+ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
+for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr attention routing",
+              "base camr attention routing (16 ODE steps)", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
     ROWS[f"{_name} (truth past)"] = ROWS[_name]._replace(truth_past=True)
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
@@ -160,6 +170,46 @@ class TruthPastGenerator:
         return ChunkResult(latents=latents, active_frames=0, active_tokens=0)
 
 
+@dataclasses.dataclass(frozen=True)
+class OracleRouting:
+    """CAMR whose routed frames the world's truth picks: older frames that show the chunk's scene
+    or its characters come first, ranked by relevance among themselves; the recent window and the
+    budget are camr's. What routing could give at best at the same cost, to tell a routing failure
+    from a model that does not use what it is given: a diagnostic, not a policy a render can run.
+    """
+
+    camr: CamrPolicy
+    labels: tuple[frozenset[str], ...]  # per latent frame: its scene id and visible character ids
+    name: str = "camr-oracle"
+    needs_queries: bool = True
+
+    def budget(self, chunk_frames: int) -> int | None:
+        return self.camr.budget(chunk_frames)
+
+    def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0) -> torch.Tensor:
+        start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
+        if start <= self.camr.top_k or query is None:
+            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start)
+        want = frozenset().union(*self.labels[num_frames : num_frames + chunk_frames])
+        shared = torch.tensor([len(self.labels[t] & want) for t in range(start)], dtype=torch.float32, device=descriptors.device)
+        rel = relevance(query, descriptors[:, :start])
+        score = shared * (2 * rel.abs().max() + 1) + rel  # shared labels first, relevance within
+        routed = score.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
+        recent = torch.arange(start, num_frames, device=descriptors.device).expand(descriptors.shape[0], -1)
+        return torch.cat([routed, recent], dim=1)
+
+
+def latent_labels(film, latents: int) -> tuple[frozenset[str], ...]:  # type: ignore[no-untyped-def]
+    """Scene id and visible character ids of each latent frame's first video frame."""
+    from cinecli.world.render import frame_truth
+
+    def at(j: int) -> frozenset[str]:
+        t = frame_truth(film, min(j * LATENT_STRIDE, film.total_frames - 1))
+        return frozenset({"scene:" + t.scene_id} | {"character:" + c.id for c in t.characters})
+
+    return tuple(at(j) for j in range(latents))
+
+
 @torch.no_grad()
 def truth_past_director(director: Director, film) -> None:  # type: ignore[no-untyped-def]
     """Turn a director into the truth-past experiment (`TruthPastGenerator`)."""
@@ -210,6 +260,10 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         keyframe_director(director, bundle[1])
     else:
         director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass, route=row.route)
+        if not row.router and isinstance(director.generator.policy, CamrPolicy):
+            director.generator.policy = dataclasses.replace(director.generator.policy, router=None)
+        if row.oracle:
+            director.generator.policy = OracleRouting(director.generator.policy, latent_labels(film, len(plan.latents)))
         if row.truth_past:
             truth_past_director(director, film)
     for _ in director.run():

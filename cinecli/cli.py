@@ -310,11 +310,12 @@ def _print_inspect(info: dict) -> None:  # type: ignore[type-arg]
     "  [cyan]cinecli train base configs/train/base.yaml runs/base[/cyan]\n\n"
     "  [cyan]cinecli train distill configs/train/distill.yaml runs/distill[/cyan]\n\n"
     "  [cyan]cinecli train blend configs/train/blend-latent41.yaml runs/blend[/cyan]  (then, optionally: two students of one lineage averaged)\n\n"
+    "  [cyan]cinecli train router configs/train/router.yaml runs/router[/cyan]  (last: CAMR's routing head for the frozen student)\n\n"
     "The three training stages checkpoint into OUT and resume from it when run again; "
     "logs are JSON lines in OUT/log.jsonl. docs/TRAINING.md says how the shipped weights were made."
 ))
 def train(
-    stage: str = typer.Argument(..., help="autoencoder, base, distill, or blend (average two trained generators).", show_default=False),
+    stage: str = typer.Argument(..., help="autoencoder, base, distill, blend (average two trained generators) or router (CAMR's routing head).", show_default=False),
     config: Path = typer.Argument(..., help="The stage's YAML config.", show_default=False),
     out: Path = typer.Argument(..., help="Output folder (checkpoints, log.jsonl, loss.png, final weights); run again to resume.", show_default=False),
 ) -> None:
@@ -341,8 +342,12 @@ def train(
             from cinecli.train.blend import BlendConfig, blend_weights
 
             path = blend_weights(load_yaml_config(config, BlendConfig), out)
+        elif stage == "router":
+            from cinecli.train.router import RouterTrainConfig, train_router
+
+            path = train_router(load_yaml_config(config, RouterTrainConfig), out, log=log)
         else:
-            typer.echo(f"error: unknown stage {stage!r}; choose autoencoder, base, distill or blend", err=True)
+            typer.echo(f"error: unknown stage {stage!r}; choose autoencoder, base, distill, blend or router", err=True)
             raise typer.Exit(EXIT_INVALID)
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -93,7 +93,7 @@ class ChunkAttention:
         bank, policy = self.bank, self.policy
         if layer not in self.routing.frames:
             query = q.float().mean(dim=1) if policy.needs_queries else None  # [B, H, D]
-            self.routing.frames[layer] = policy.select(bank.num_frames, self.chunk_frames, query, bank.descriptors(layer), self.shot_start)
+            self.routing.frames[layer] = policy.select(bank.num_frames, self.chunk_frames, query, bank.descriptors(layer), self.shot_start, layer)
         return self.routing.frames[layer]
 
     def _past(self, layer: int, frames: Tensor, dtype: torch.dtype, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:

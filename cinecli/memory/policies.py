@@ -8,10 +8,13 @@ order), which is also the order rotary positions are assigned in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from cinecli.memory.router import RoutingHead
 
 
 class MemoryPolicy(Protocol):
@@ -22,12 +25,13 @@ class MemoryPolicy(Protocol):
         """Most past frames an active set can hold (None: unbounded)."""
         ...
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
         """Past frames to attend to: [B, n] long, sorted per row.
 
         `query` is the chunk's mean query [B, H, D] (un-rotated); `descriptors` the bank's
         per-frame mean keys [B, T, H, D]; `shot_start` the first latent frame of the chunk's shot
-        (its hard cut), for policies whose window stops there.
+        (its hard cut), for policies whose window stops there; `layer` the layer routing (each
+        layer routes on its own queries and keys).
         """
         ...
 
@@ -46,7 +50,7 @@ class FullPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return None
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
         return _arange(descriptors.shape[0], 0, num_frames, descriptors.device)
 
 
@@ -60,7 +64,7 @@ class NoMemoryPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return 0
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
         return _arange(descriptors.shape[0], 0, 0, descriptors.device)
 
 
@@ -77,7 +81,7 @@ class WindowPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return self.sink_frames + self.recent_chunks * chunk_frames
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
         b, dev = descriptors.shape[0], descriptors.device
         start = recent_start(num_frames, self.recent_chunks * chunk_frames, shot_start if self.shot_window else 0)
         sink_end = min(self.sink_frames, start)
@@ -106,20 +110,23 @@ class CamrPolicy:
     """Content-Aware Memory Routing: recent chunks + the top-k older frames by relevance.
 
     A film that cuts back to an earlier scene finds it again because the old frames whose keys
-    match the current queries are routed in, while the cost per chunk stays fixed.
+    match the current queries are routed in, while the cost per chunk stays fixed. Relevance is
+    the model's trained routing head where it has one (`cinecli.memory.router`), else the raw
+    mean-query · mean-key product.
     """
 
     recent_chunks: int = 3
     top_k: int = 5
     sink_frames: int = 0
     shot_window: bool = False  # the recent window stops at the chunk's shot start (see `recent_start`)
+    router: RoutingHead | None = None
     name: str = "camr"
     needs_queries: bool = True
 
     def budget(self, chunk_frames: int) -> int | None:
         return self.sink_frames + self.recent_chunks * chunk_frames + self.top_k
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
         b, dev = descriptors.shape[0], descriptors.device
         start = recent_start(num_frames, self.recent_chunks * chunk_frames, shot_start if self.shot_window else 0)
         sink_end = min(self.sink_frames, start)
@@ -130,13 +137,15 @@ class CamrPolicy:
             routed = _arange(b, sink_end, start, dev)
         else:
             assert query is not None, "camr needs the chunk's queries"
-            scores = relevance(query, descriptors[:, sink_end:start])
+            older_desc = descriptors[:, sink_end:start]
+            scores = self.router.scores(layer, query, older_desc) if self.router is not None else relevance(query, older_desc)
             routed = scores.topk(self.top_k, dim=1).indices.sort(dim=1).values + sink_end
         return torch.cat([sink, routed, recent], dim=1)
 
 
-def make_policy(name: str, *, recent_chunks: int = 3, top_k: int = 5, sink_frames: int = 0, shot_window: bool = False) -> MemoryPolicy:
-    """Policy by the name a screenplay or the CLI uses."""
+def make_policy(name: str, *, recent_chunks: int = 3, top_k: int = 5, sink_frames: int = 0, shot_window: bool = False,
+                router: RoutingHead | None = None) -> MemoryPolicy:
+    """Policy by the name a screenplay or the CLI uses; `router` is the model's routing head, if any (camr uses it)."""
     if name == "full":
         return FullPolicy()
     if name == "none":
@@ -144,5 +153,5 @@ def make_policy(name: str, *, recent_chunks: int = 3, top_k: int = 5, sink_frame
     if name == "window":
         return WindowPolicy(recent_chunks=recent_chunks, sink_frames=sink_frames, shot_window=shot_window)
     if name == "camr":
-        return CamrPolicy(recent_chunks=recent_chunks, top_k=top_k, sink_frames=sink_frames, shot_window=shot_window)
+        return CamrPolicy(recent_chunks=recent_chunks, top_k=top_k, sink_frames=sink_frames, shot_window=shot_window, router=router)
     raise ValueError(f"unknown memory policy {name!r}; choose camr, window, full or none")

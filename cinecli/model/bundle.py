@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from cinecli.memory.router import RoutingHead, load_router
 from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, load_autoencoder
 from cinecli.model.config import TransformerConfig, preset
 from cinecli.model.text import WordTextEncoder
@@ -35,6 +36,7 @@ class ModelBundle:
     weights_id: str  # sha256 over the weight files, or a description of the random init
     trained: bool
     quantization: str = "none"  # "none" or "int8" (the transformer's block linears); part of weights_id
+    router: RoutingHead | None = None  # CAMR's trained routing head (`cinecli.memory.router`); None: raw relevance
 
     @property
     def format(self) -> FilmFormat:
@@ -86,6 +88,8 @@ class ModelBundle:
         self.transformer.to(device=device, dtype=dtype)
         self.text_encoder.to(device=device)
         self.autoencoder.to(device=device)
+        if self.router is not None:
+            self.router.to(device=device)  # scores stay float32, as the bank's descriptors are
         return self
 
 
@@ -141,8 +145,17 @@ def load_generator(transformer: WanTransformer, text: WordTextEncoder, path: Pat
         module.load_state_dict({k: v.to(own[k].dtype) for k, v in theirs.items()})
 
 
+def router_path(generator: Path) -> Path:
+    """Where a generator's routing head lives: beside it, `<name>.router.safetensors`."""
+    return generator.with_suffix(".router.safetensors")
+
+
 def load_default(variant: str = "student", *, seed: int = 0) -> ModelBundle:
-    """The default model. `variant` is "student" (4-step) or "base" (multi-step ODE)."""
+    """The default model. `variant` is "student" (4-step) or "base" (multi-step ODE).
+
+    A generator's routing head is loaded when it has one, and is part of the weights id: CAMR
+    routes differently with it, so a state folder never resumes across the two.
+    """
     card = default_card()
     gen_path = DEFAULT_DIR / f"{variant}.safetensors"
     ae_path = DEFAULT_DIR / "autoencoder.safetensors"
@@ -150,11 +163,15 @@ def load_default(variant: str = "student", *, seed: int = 0) -> ModelBundle:
         transformer, text, _ = build_modules(card)
         load_generator(transformer, text, gen_path)
         ae = load_autoencoder(ae_path)
+        head_path = router_path(gen_path)
+        cfg = transformer.config
+        router = load_router(head_path, num_layers=cfg.num_layers, num_heads=cfg.num_heads, head_dim=cfg.head_dim) if head_path.exists() else None
+        weight_files = [gen_path, ae_path] + ([head_path] if router is not None else [])
         if variant == "base":
             # sampled as the student's teacher was: its probability-flow ODE with classifier-free
             # guidance (configs/train/distill*.yaml), which its training's prompt dropout is for
             card = ModelCard(**{**asdict(card), "steps": 32, "sampler": "ode", "shift": card.shift, "guidance": BASE_GUIDANCE})
-        bundle = ModelBundle(card, transformer, text, ae, file_sha256([gen_path, ae_path]), trained=True)
+        bundle = ModelBundle(card, transformer, text, ae, file_sha256(weight_files), trained=True, router=router)
     else:
         torch.manual_seed(seed)
         transformer, text, ae = build_modules(card)

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from cinecli.memory.bank import BankSpec, MemoryBank
 from cinecli.memory.policies import MemoryPolicy, make_policy
+from cinecli.memory.router import RoutingHead
 from cinecli.model.autoencoder import DecodeState
 from cinecli.model.bundle import ModelBundle
 from cinecli.model.transformer import TextContext
@@ -116,9 +117,11 @@ def to_uint8(video: Tensor) -> np.ndarray:
     return x.permute(1, 2, 3, 0).contiguous().cpu().numpy()
 
 
-def policy_for(sp: Screenplay) -> MemoryPolicy:
+def policy_for(sp: Screenplay, router: RoutingHead | None = None) -> MemoryPolicy:
+    """The film's memory policy; camr scores with the model's routing head where it has one."""
     m = sp.film.memory
-    return make_policy(m.policy, recent_chunks=m.recent_chunks, top_k=m.top_k, sink_frames=m.sink_frames, shot_window=m.shot_window)
+    return make_policy(m.policy, recent_chunks=m.recent_chunks, top_k=m.top_k, sink_frames=m.sink_frames, shot_window=m.shot_window,
+                       router=router)
 
 
 def film_sampler(bundle: ModelBundle, sp: Screenplay, steps: int | None = None) -> SamplerConfig:
@@ -190,7 +193,7 @@ class Director:
         self.sp, self.plan, self.bundle, self.options = sp, plan, bundle, options
         self.device = torch.device(options.device)
         self.dtype = next(bundle.transformer.parameters()).dtype
-        self.policy = policy_for(sp)
+        self.policy = policy_for(sp, bundle.router)
         self.session = new_session(bundle, plan, options, self.device, self.dtype)
         self.generator = ChunkGenerator(
             bundle.transformer, self.session.bank, self.policy, film_sampler(bundle, sp, steps),
