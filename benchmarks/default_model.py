@@ -29,7 +29,8 @@ truth picks (`oracle routing`, `OracleRouting`: the best routing could do at the
 (<seed>.yaml), so a film can be looked at or scored again (`cinecli eval`) without rendering it
 again; `--keep DIR --rescore` scores the films already kept there (after a change to
 `cinecli.eval`) and renders only those missing. `--weights DIR` tests whichever of DIR/student.safetensors, DIR/base.safetensors and
-DIR/autoencoder.safetensors it holds instead of the shipped ones.
+DIR/autoencoder.safetensors it holds instead of the shipped ones, and DIR/student.router.safetensors
+or DIR/base.router.safetensors (a routing head) likewise.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ import torch
 from cinecli.eval.report import evaluate, returning_shots
 from cinecli.memory.bank import MemoryBank
 from cinecli.memory.policies import CamrPolicy, recent_start, relevance
+from cinecli.memory.router import load_router
 from cinecli.eval.metrics import judder
 from cinecli.model.autoencoder import AutoencoderConfig, load_autoencoder
 from cinecli.model.bundle import load_default, load_generator
@@ -74,6 +76,7 @@ class Row(NamedTuple):
     truth_past: bool = False  # the world's own latents everywhere but the shots that return (`TruthPastGenerator`)
     oracle: bool = False  # the world's truth picks camr's routed frames (`OracleRouting`)
     router: bool = True  # camr scores with the model's routing head, where it has one (False: raw relevance)
+    shortlist: int = 0  # CamrPolicy.shortlist: the head shortlists, raw relevance picks (0: the head picks)
 
 
 ROWS = {
@@ -101,8 +104,12 @@ ROWS = {
 }
 ROWS["student camr oracle routing"] = ROWS["student camr"]._replace(oracle=True)
 ROWS["student camr attention routing"] = ROWS["student camr"]._replace(router=False)
+ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist=10)
+ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
+ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
-for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr attention routing",
+for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr attention routing", "student camr head shortlist 10",
+              "student camr (1 sink frame + top-4)", "student camr (1 sink frame + top-4) attention routing",
               "base camr attention routing (16 ODE steps)", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
     ROWS[f"{_name} (truth past)"] = ROWS[_name]._replace(truth_past=True)
@@ -186,10 +193,11 @@ class OracleRouting:
     def budget(self, chunk_frames: int) -> int | None:
         return self.camr.budget(chunk_frames)
 
-    def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0) -> torch.Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0,
+               layer: int = 0) -> torch.Tensor:
         start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
         if start <= self.camr.top_k or query is None:
-            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start)
+            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer)
         want = frozenset().union(*self.labels[num_frames : num_frames + chunk_frames])
         shared = torch.tensor([len(self.labels[t] & want) for t in range(start)], dtype=torch.float32, device=descriptors.device)
         rel = relevance(query, descriptors[:, :start])
@@ -260,8 +268,9 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         keyframe_director(director, bundle[1])
     else:
         director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass, route=row.route)
-        if not row.router and isinstance(director.generator.policy, CamrPolicy):
-            director.generator.policy = dataclasses.replace(director.generator.policy, router=None)
+        if isinstance(director.generator.policy, CamrPolicy):
+            director.generator.policy = dataclasses.replace(director.generator.policy, router=director.generator.policy.router if row.router else None,
+                                                            shortlist=row.shortlist)
         if row.oracle:
             director.generator.policy = OracleRouting(director.generator.policy, latent_labels(film, len(plan.latents)))
         if row.truth_past:
@@ -354,7 +363,7 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=40.0)
     ap.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated rows of: {'; '.join(ROWS)}")
     ap.add_argument("--seeds", default="", help="comma-separated benchmark film seeds (instead of the shortest films with returns)")
-    ap.add_argument("--weights", type=Path, default=None, help="a folder with student/base/autoencoder.safetensors to test instead of the shipped ones")
+    ap.add_argument("--weights", type=Path, default=None, help="a folder with student/base/autoencoder.safetensors (and <variant>.router.safetensors) to test instead of the shipped ones")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--keep", type=Path, default=None, help="keep each rendered film as KEEP/<row>/<seed>.mp4 with its screenplay")
@@ -376,6 +385,9 @@ def main() -> None:
         if args.weights is not None:
             if (args.weights / f"{variant}.safetensors").exists():
                 load_generator(bundle.transformer, bundle.text_encoder, args.weights / f"{variant}.safetensors")
+            if (head := args.weights / f"{variant}.router.safetensors").exists():
+                cfg = bundle.transformer.config
+                bundle = dataclasses.replace(bundle, router=load_router(head, num_layers=cfg.num_layers, num_heads=cfg.num_heads, head_dim=cfg.head_dim))
             if (args.weights / "autoencoder.safetensors").exists():
                 bundle = dataclasses.replace(bundle, autoencoder=load_autoencoder(args.weights / "autoencoder.safetensors"))
         return bundle

@@ -11,8 +11,8 @@ import torch
 
 from cinecli.memory.policies import CamrPolicy, make_policy
 from cinecli.memory.router import RoutingHead, load_router, save_router
-from cinecli.model.bundle import ModelBundle, build_modules, load_default
-from cinecli.model.card import DEFAULT_DIR, default_card
+from cinecli.model.bundle import ModelBundle, build_modules
+from cinecli.model.card import default_card
 from cinecli.train.router import ClipFeatures, RouterTrainConfig, fit_head, routing_precision, train_router
 
 CFG = RouterTrainConfig(latent_frames=36, chunk_frames=3, recent_chunks=3, top_k=5, rank=4, steps=300, clips_per_step=16, lr=0.01, log_every=1000)
@@ -109,13 +109,33 @@ def test_train_router_config_refuses_clips_too_short_to_route() -> None:
         RouterTrainConfig(latent_frames=15, recent_chunks=3, top_k=5)
 
 
-@pytest.mark.skipif(not (DEFAULT_DIR / "student.safetensors").exists(), reason="no shipped weights in this checkout")
-def test_the_default_model_routes_with_its_heads_and_they_are_part_of_its_identity() -> None:
-    student = load_default("student")
-    base = load_default("base")
-    assert student.router is not None and base.router is not None
-    assert student.router.num_layers == student.config.num_layers
-    from cinecli.model.bundle import file_sha256
+def test_a_head_beside_a_generator_is_part_of_the_bundle_identity(tmp_path: Path) -> None:
+    from cinecli.model.bundle import file_sha256, router_path, weight_files
 
-    # a state folder rendered with the head never resumes without it, nor the other way round
-    assert student.weights_id != file_sha256([DEFAULT_DIR / "student.safetensors", DEFAULT_DIR / "autoencoder.safetensors"])
+    gen, ae = tmp_path / "student.safetensors", tmp_path / "autoencoder.safetensors"
+    gen.write_bytes(b"generator")
+    ae.write_bytes(b"autoencoder")
+    assert weight_files(gen, ae) == [gen, ae]
+    save_router(_head_preferring_channel(4, 2), router_path(gen))
+    assert router_path(gen).name == "student.router.safetensors"
+    assert weight_files(gen, ae) == [gen, ae, router_path(gen)]
+    # so a state folder rendered with the head never resumes without it, nor the other way round
+    assert file_sha256(weight_files(gen, ae)) != file_sha256([gen, ae])
+
+
+def test_a_shortlist_lets_the_head_retrieve_and_raw_relevance_choose() -> None:
+    from cinecli.memory.policies import relevance, route_older
+
+    g = torch.Generator().manual_seed(0)
+    query, desc = torch.randn(2, 4, 8, generator=g), torch.randn(2, 30, 4, 8, generator=g)
+    head = RoutingHead(2, 4, 8, 3)
+    with torch.no_grad():
+        head.query_proj.normal_(generator=g)
+        head.key_proj.normal_(generator=g)
+    picked = route_older(query, desc, 5, 1, head, 10)
+    short = head.scores(1, query, desc).topk(10, dim=1).indices
+    raw = relevance(query, desc)
+    for b in range(2):
+        assert picked[b].tolist() == sorted(short[b][raw[b, short[b]].topk(5).indices].tolist())
+    assert not torch.equal(picked, route_older(query, desc, 5, 1, head, 0))  # the head alone picks otherwise
+    assert torch.equal(route_older(query, desc, 5, 1, None, 10), raw.topk(5, dim=1).indices.sort(dim=1).values)

@@ -120,6 +120,7 @@ class CamrPolicy:
     sink_frames: int = 0
     shot_window: bool = False  # the recent window stops at the chunk's shot start (see `recent_start`)
     router: RoutingHead | None = None
+    shortlist: int = 0  # with a router: it shortlists this many frames and raw relevance picks top_k of them (0: the router picks)
     name: str = "camr"
     needs_queries: bool = True
 
@@ -137,10 +138,25 @@ class CamrPolicy:
             routed = _arange(b, sink_end, start, dev)
         else:
             assert query is not None, "camr needs the chunk's queries"
-            older_desc = descriptors[:, sink_end:start]
-            scores = self.router.scores(layer, query, older_desc) if self.router is not None else relevance(query, older_desc)
-            routed = scores.topk(self.top_k, dim=1).indices.sort(dim=1).values + sink_end
+            routed = route_older(query, descriptors[:, sink_end:start], self.top_k, layer, self.router, self.shortlist) + sink_end
         return torch.cat([sink, routed, recent], dim=1)
+
+
+def route_older(query: Tensor, descriptors: Tensor, top_k: int, layer: int, router: RoutingHead | None, shortlist: int) -> Tensor:
+    """Indices [B, top_k] (sorted) of the routed frames among `descriptors` [B, T, H, D].
+
+    By raw relevance without a router; by the router's scores with one; with a router and a
+    `shortlist` above `top_k`, the router shortlists and raw relevance chooses among its picks
+    (retrieve, then rerank by what the model's own attention prefers).
+    """
+    if router is None:
+        return relevance(query, descriptors).topk(top_k, dim=1).indices.sort(dim=1).values
+    scores = router.scores(layer, query, descriptors)
+    if shortlist <= top_k or shortlist >= descriptors.shape[1]:
+        return scores.topk(min(top_k, descriptors.shape[1]), dim=1).indices.sort(dim=1).values
+    short = scores.topk(shortlist, dim=1).indices  # [B, s]
+    picked = relevance(query, descriptors.gather(1, short[:, :, None, None].expand(-1, -1, *descriptors.shape[2:])))
+    return short.gather(1, picked.topk(top_k, dim=1).indices).sort(dim=1).values
 
 
 def make_policy(name: str, *, recent_chunks: int = 3, top_k: int = 5, sink_frames: int = 0, shot_window: bool = False,

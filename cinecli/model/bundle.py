@@ -150,11 +150,19 @@ def router_path(generator: Path) -> Path:
     return generator.with_suffix(".router.safetensors")
 
 
+def weight_files(generator: Path, autoencoder: Path) -> list[Path]:
+    """The files a default bundle is made of, and identified by: the generator, the autoencoder,
+    and the generator's routing head where one lies beside it (CAMR routes differently with it,
+    so a state folder must never resume across the two)."""
+    head = router_path(generator)
+    return [generator, autoencoder] + ([head] if head.exists() else [])
+
+
 def load_default(variant: str = "student", *, seed: int = 0) -> ModelBundle:
     """The default model. `variant` is "student" (4-step) or "base" (multi-step ODE).
 
-    A generator's routing head is loaded when it has one, and is part of the weights id: CAMR
-    routes differently with it, so a state folder never resumes across the two.
+    A generator's routing head is loaded when one lies beside it (`weight_files`); the shipped
+    model has none (docs/DEFAULT_MODEL_EVAL.md says why).
     """
     card = default_card()
     gen_path = DEFAULT_DIR / f"{variant}.safetensors"
@@ -163,15 +171,14 @@ def load_default(variant: str = "student", *, seed: int = 0) -> ModelBundle:
         transformer, text, _ = build_modules(card)
         load_generator(transformer, text, gen_path)
         ae = load_autoencoder(ae_path)
-        head_path = router_path(gen_path)
+        files = weight_files(gen_path, ae_path)
         cfg = transformer.config
-        router = load_router(head_path, num_layers=cfg.num_layers, num_heads=cfg.num_heads, head_dim=cfg.head_dim) if head_path.exists() else None
-        weight_files = [gen_path, ae_path] + ([head_path] if router is not None else [])
+        router = load_router(files[2], num_layers=cfg.num_layers, num_heads=cfg.num_heads, head_dim=cfg.head_dim) if len(files) > 2 else None
         if variant == "base":
             # sampled as the student's teacher was: its probability-flow ODE with classifier-free
             # guidance (configs/train/distill*.yaml), which its training's prompt dropout is for
             card = ModelCard(**{**asdict(card), "steps": 32, "sampler": "ode", "shift": card.shift, "guidance": BASE_GUIDANCE})
-        bundle = ModelBundle(card, transformer, text, ae, file_sha256(weight_files), trained=True, router=router)
+        bundle = ModelBundle(card, transformer, text, ae, file_sha256(files), trained=True, router=router)
     else:
         torch.manual_seed(seed)
         transformer, text, ae = build_modules(card)

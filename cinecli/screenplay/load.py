@@ -393,8 +393,8 @@ def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> Fi
     fps = get("fps", lambda n: _fps(n, fmt, report), fmt.default_fps)
     seed = get("seed", lambda n: _seed(n, "film.seed", report), 0)
     memory = get("memory", lambda n: _memory(n, report), MemorySettings())
-    if isinstance(memory, MemorySettings) and memory.sink_frames and memory.policy != "window":
-        report.notes.append(f"film.memory.sink_frames is only used by the window policy, not {memory.policy}")
+    if isinstance(memory, MemorySettings) and memory.sink_frames and memory.policy not in ("camr", "window"):
+        report.notes.append(f"film.memory.sink_frames is only used by the camr and window policies, not {memory.policy}")
     if isinstance(memory, MemorySettings) and memory.shot_window and memory.policy not in ("camr", "window"):
         report.notes.append(f"film.memory.shot_window is only used by the camr and window policies, not {memory.policy}")
     quantize = get("quantize", lambda n: _choice(n, "film.quantize", QUANTIZE_MODES, report), "none")

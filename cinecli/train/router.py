@@ -53,6 +53,7 @@ class RouterTrainConfig:
     top_k: int = 5
     sigma: float = 1.0  # the chunk's noise level when it routes (the first denoising step)
     rank: int = 32
+    return_weight: float = 1.0  # loss weight of chunks that return to a setting from beyond the window (what memory is for)
     steps: int = 1500
     clips_per_step: int = 32
     lr: float = 3e-3
@@ -239,7 +240,9 @@ def head_statistics(head: RoutingHead, feats: ClipFeatures) -> None:
 
 def routing_loss(head: RoutingHead, feats: ClipFeatures, cfg: RouterTrainConfig) -> Tensor:
     """Cross-entropy of the head's softmax over the older frames against the frames that share
-    the chunk's labels (weighted by how many), mean over layers and chunks that have any."""
+    the chunk's labels (weighted by how many), mean over layers and chunks that have any; chunks
+    that return from beyond the window weigh `return_weight` (they are a few percent of chunks,
+    and the ones a film's coherence hangs on)."""
     n, c, _, _ = feats.queries.shape
     t = feats.descriptors.shape[2]
     cand = candidates(c, t, cfg, feats.queries.device)[None]  # [1, C, T]
@@ -247,8 +250,9 @@ def routing_loss(head: RoutingHead, feats: ClipFeatures, cfg: RouterTrainConfig)
     valid = target.sum(-1) > 0  # [N, C]
     target = target / target.sum(-1, keepdim=True).clamp(min=1e-8)
     logp = all_scores(head, feats).masked_fill(~cand[:, None], float("-inf")).log_softmax(-1)  # [N, L, C, T]
-    ce = -(target[:, None] * logp.nan_to_num(neginf=0.0)).sum(-1)  # [N, L, C]
-    return ce.mean(1)[valid].mean()
+    ce = -(target[:, None] * logp.nan_to_num(neginf=0.0)).sum(-1).mean(1)  # [N, C]
+    weight = (1.0 + (cfg.return_weight - 1.0) * feats.returns.float()) * valid
+    return (ce * weight).sum() / weight.sum().clamp(min=1e-8)
 
 
 def fit_head(feats: ClipFeatures, cfg: RouterTrainConfig, num_heads: int, head_dim: int, log: Callable[[dict], None], logf=None) -> RoutingHead:  # type: ignore[no-untyped-def]
