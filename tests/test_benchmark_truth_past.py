@@ -5,6 +5,7 @@ memory table would measure something else."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +20,7 @@ def _benchmark():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("default_model_benchmark", ROOT / "benchmarks/default_model.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses defined in it look their module up there
     spec.loader.exec_module(module)
     return module
 
