@@ -67,3 +67,18 @@ def test_returning_shots_are_the_ones_eval_scores_as_returns() -> None:
     # harbour returns at 3 (a gap of 2 shots after 1), b at 4 and the forest at 5 (gaps of 2 and 3);
     # shot 1 follows shot 0 directly, so it is no return
     assert bench.returning_shots(film) == frozenset({3, 4, 5})
+
+
+def test_oracle_routing_routes_the_older_frames_that_share_the_chunk_labels() -> None:
+    from cinecli.memory.policies import CamrPolicy
+
+    bench = _benchmark()
+    scene_a = {1, 4, 6, 8, 9, 27, 28, 29}  # five older frames and the chunk itself show setting a
+    labels = tuple(frozenset({"scene:a" if t in scene_a else "scene:b"}) for t in range(30))
+    camr = CamrPolicy(recent_chunks=3, top_k=5)
+    oracle = bench.OracleRouting(camr, labels)
+    g = torch.Generator().manual_seed(0)
+    query, desc = torch.randn(1, 2, 4, generator=g), torch.randn(1, 27, 2, 4, generator=g)
+    picked = oracle.select(27, 3, query, desc, layer=2)[0].tolist()
+    assert picked == [1, 4, 6, 8, 9] + list(range(18, 27))  # the truth's five, then camr's recent window
+    assert oracle.budget(3) == camr.budget(3)
