@@ -310,7 +310,7 @@ def _print_inspect(info: dict) -> None:  # type: ignore[type-arg]
     "  [cyan]cinecli train base configs/train/base.yaml runs/base[/cyan]\n\n"
     "  [cyan]cinecli train distill configs/train/distill.yaml runs/distill[/cyan]\n\n"
     "  [cyan]cinecli train blend configs/train/blend-latent41.yaml runs/blend[/cyan]  (then, optionally: two students of one lineage averaged)\n\n"
-    "  [cyan]cinecli train router configs/train/router.yaml runs/router[/cyan]  (last: CAMR's routing head for the frozen student)\n\n"
+    "  [cyan]cinecli train router configs/train/router.yaml runs/router[/cyan]  (optional: a routing head for CAMR, the student frozen; minutes on a GPU, and it starts over when run again)\n\n"
     "The three training stages checkpoint into OUT and resume from it when run again; "
     "logs are JSON lines in OUT/log.jsonl. docs/TRAINING.md says how the shipped weights were made."
 ))
