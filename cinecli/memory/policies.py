@@ -147,7 +147,8 @@ def route_older(query: Tensor, descriptors: Tensor, top_k: int, layer: int, rout
 
     By raw relevance without a router; by the router's scores with one; with a router and a
     `shortlist` above `top_k`, the router shortlists and raw relevance chooses among its picks
-    (retrieve, then rerank by what the model's own attention prefers).
+    (retrieve, then rerank by what the model's own attention prefers). A shortlist that would
+    hold every candidate is no shortlist: the router then picks, as without one.
     """
     if router is None:
         return relevance(query, descriptors).topk(top_k, dim=1).indices.sort(dim=1).values

@@ -44,20 +44,24 @@ class RoutingHead(nn.Module):
     def num_layers(self) -> int:
         return self.query_proj.shape[0]
 
-    def embed_queries(self, layer: int | slice, query: Tensor) -> Tensor:
-        """[..., H*D] mean queries of `layer` → [..., r]."""
-        q = (query.float() - self.query_mean[layer]) / self.query_scale[layer]
-        return q @ self.query_proj[layer]
+    def embed_queries(self, query: Tensor, layer: int | None = None) -> Tensor:
+        """Mean queries [..., W] of `layer` → [..., r]; of every layer, [..., L, W] → [..., L, r] (layer None)."""
+        return self._embed(query, self.query_mean, self.query_scale, self.query_proj, layer)
 
-    def embed_keys(self, layer: int | slice, descriptors: Tensor) -> Tensor:
-        """[..., H*D] frame descriptors of `layer` → [..., r]."""
-        k = (descriptors.float() - self.key_mean[layer]) / self.key_scale[layer]
-        return k @ self.key_proj[layer]
+    def embed_keys(self, descriptors: Tensor, layer: int | None = None) -> Tensor:
+        """Frame descriptors [..., W] of `layer` → [..., r]; of every layer, [..., L, W] → [..., L, r]."""
+        return self._embed(descriptors, self.key_mean, self.key_scale, self.key_proj, layer)
+
+    @staticmethod
+    def _embed(x: Tensor, mean: Tensor, scale: Tensor, proj: Tensor, layer: int | None) -> Tensor:
+        if layer is not None:
+            return ((x.float() - mean[layer]) / scale[layer]) @ proj[layer]
+        return torch.einsum("...lw,lwr->...lr", (x.float() - mean) / scale, proj)
 
     def scores(self, layer: int, query: Tensor, descriptors: Tensor) -> Tensor:
         """Score [B, T] of each past frame for one chunk: query [B, H, D], descriptors [B, T, H, D]."""
-        q = self.embed_queries(layer, query.flatten(1))  # [B, r]
-        k = self.embed_keys(layer, descriptors.flatten(2))  # [B, T, r]
+        q = self.embed_queries(query.flatten(1), layer)  # [B, r]
+        k = self.embed_keys(descriptors.flatten(2), layer)  # [B, T, r]
         return torch.einsum("br,btr->bt", q, k)
 
 

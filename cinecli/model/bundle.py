@@ -171,9 +171,9 @@ def load_default(variant: str = "student", *, seed: int = 0) -> ModelBundle:
         transformer, text, _ = build_modules(card)
         load_generator(transformer, text, gen_path)
         ae = load_autoencoder(ae_path)
-        files = weight_files(gen_path, ae_path)
+        files, head = weight_files(gen_path, ae_path), router_path(gen_path)
         cfg = transformer.config
-        router = load_router(files[2], num_layers=cfg.num_layers, num_heads=cfg.num_heads, head_dim=cfg.head_dim) if len(files) > 2 else None
+        router = load_router(head, num_layers=cfg.num_layers, num_heads=cfg.num_heads, head_dim=cfg.head_dim) if head in files else None
         if variant == "base":
             # sampled as the student's teacher was: its probability-flow ODE with classifier-free
             # guidance (configs/train/distill*.yaml), which its training's prompt dropout is for

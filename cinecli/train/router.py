@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -80,13 +80,19 @@ class ClipFeatures:
     same_scene: Tensor  # bool [N, C, T]: frame t shows chunk c's setting
     returns: Tensor  # bool [N, C]: chunk c's setting was on screen before its window, not in it
 
+    def _map(self, fn: Callable[[Tensor], Tensor]) -> "ClipFeatures":
+        return ClipFeatures(*(fn(getattr(self, f.name)) for f in fields(self)))
+
     @staticmethod
     def cat(parts: list["ClipFeatures"]) -> "ClipFeatures":
-        return ClipFeatures(*(torch.cat([getattr(p, f) for p in parts]) for f in ("queries", "descriptors", "shared", "same_scene", "returns")))
+        return ClipFeatures(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(ClipFeatures)))
 
     def to(self, device: torch.device) -> "ClipFeatures":
-        return ClipFeatures(self.queries.to(device), self.descriptors.to(device), self.shared.to(device),
-                            self.same_scene.to(device), self.returns.to(device))
+        return self._map(lambda t: t.to(device))
+
+    def take(self, clips: Tensor | slice) -> "ClipFeatures":
+        """The features of some clips (index along the first axis)."""
+        return self._map(lambda t: t[clips])
 
 
 def clip_labels(clip, stride: int) -> tuple[frozenset[str], ...]:  # type: ignore[no-untyped-def]
@@ -182,9 +188,7 @@ def record_features(bundle: ModelBundle, batch: Batch, labels: list[tuple[frozen
         sigma = torch.full((b, cfg.chunk_frames), cfg.sigma, device=device)
         log.queries.clear()
         memory.forward((1 - cfg.sigma) * z[:, :, sl] + cfg.sigma * noise[:, :, sl], sigma, ctx, fp, cuts[:, sl], Routing())
-        layers = model.config.num_layers
-        queries.append(torch.stack([log.queries[layer] for layer in range(layers)], dim=1) if log.queries
-                       else torch.zeros(b, layers, model.config.num_heads * model.config.head_dim, device=device))
+        queries.append(torch.stack([log.queries[layer] for layer in range(model.config.num_layers)], dim=1))  # every layer routes each chunk
         memory.remember(z[:, :, sl], ctx, fp, cuts[:, sl], Routing())
     desc = torch.stack([memory.bank.descriptors(layer).flatten(2) for layer in range(model.config.num_layers)], dim=1)  # [B, L, T, W]
     shared, same, rets = label_tensors(labels, cfg.chunk_frames, cfg.recent_chunks * cfg.chunk_frames)
@@ -201,9 +205,9 @@ def all_scores(head: RoutingHead | None, feats: ClipFeatures) -> Tensor:
     """[N, L, C, T] routing scores of every chunk for every frame: the head's, or raw relevance."""
     if head is None:
         return torch.einsum("nclw,nltw->nlct", feats.queries.float(), feats.descriptors.float())
-    q = torch.einsum("nclw,lwr->nlcr", (feats.queries.float() - head.query_mean) / head.query_scale, head.query_proj)
-    k = torch.einsum("nltw,lwr->nltr", (feats.descriptors.float() - head.key_mean[:, None]) / head.key_scale[:, None], head.key_proj)
-    return torch.einsum("nlcr,nltr->nlct", q, k)
+    q = head.embed_queries(feats.queries)  # [N, C, L, r]
+    k = head.embed_keys(feats.descriptors.transpose(1, 2))  # [N, T, L, r]
+    return torch.einsum("nclr,ntlr->nlct", q, k)
 
 
 def routing_precision(head: RoutingHead | None, feats: ClipFeatures, cfg: RouterTrainConfig) -> dict[str, float]:
@@ -270,7 +274,7 @@ def fit_head(feats: ClipFeatures, cfg: RouterTrainConfig, num_heads: int, head_d
     t0 = time.time()
     for step in range(1, cfg.steps + 1):
         pick = torch.randperm(n, generator=gen)[: cfg.clips_per_step].to(feats.queries.device)
-        part = ClipFeatures(*(getattr(feats, f)[pick] for f in ("queries", "descriptors", "shared", "same_scene", "returns")))
+        part = feats.take(pick)
         lr = cfg.lr * 0.5 * (1 + np.cos(np.pi * (step - 1) / cfg.steps))  # cosine decay: the last steps settle
         for g in opt.param_groups:
             g["lr"] = lr
@@ -302,8 +306,7 @@ def collect(bundle: ModelBundle, cfg: RouterTrainConfig, seed: int, clips: int, 
         log({"phase": f"record {what}", "clips": done, "elapsed": round(time.time() - t0, 1)})
         if done >= clips:
             break
-    feats = ClipFeatures.cat(parts)
-    return ClipFeatures(*(getattr(feats, f)[:clips] for f in ("queries", "descriptors", "shared", "same_scene", "returns")))
+    return ClipFeatures.cat(parts).take(slice(0, clips))
 
 
 def train_router(cfg: RouterTrainConfig, out_dir: Path, *, bundle: ModelBundle | None = None, log: Callable[[dict], None] = print) -> Path:
