@@ -75,8 +75,11 @@ class Row(NamedTuple):
     guidance: float | None = None  # classifier-free guidance against the empty prompt (None: the model card's)
     truth_past: bool = False  # the world's own latents everywhere but the shots that return (`TruthPastGenerator`)
     oracle: bool = False  # the world's truth picks camr's routed frames (`OracleRouting`)
+    oracle_characters: bool = True  # the truth's picks share the chunk's characters too, not only its scene
     router: bool = True  # camr scores with the model's routing head, where it has one (False: raw relevance)
     shortlist: int = 0  # CamrPolicy.shortlist: the head shortlists, raw relevance picks (0: the head picks)
+    locations: bool = False  # the screenplay names each shot's location (`location:`), which camr routes by
+    attention_mass: bool = False  # camr routes the older frames the chunk's own attention weighs most (`AttentionMassRouting`)
 
 
 ROWS = {
@@ -103,12 +106,17 @@ ROWS = {
     "student camr estimate routing": Row("student", MemorySettings("camr", 3, 5, 0), route="estimate"),
 }
 ROWS["student camr oracle routing"] = ROWS["student camr"]._replace(oracle=True)
+ROWS["student camr by location"] = ROWS["student camr"]._replace(locations=True)
+ROWS["student camr int8 by location"] = ROWS["student camr int8"]._replace(locations=True)
+ROWS["base camr by location (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(locations=True)
+ROWS["student camr scene oracle routing"] = ROWS["student camr"]._replace(oracle=True, oracle_characters=False)
 ROWS["student camr attention routing"] = ROWS["student camr"]._replace(router=False)
+ROWS["student camr attention-mass routing"] = ROWS["student camr"]._replace(router=False, attention_mass=True)
 ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist=10)
 ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
-for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr attention routing", "student camr head shortlist 10",
+for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr head shortlist 10",
               "student camr (1 sink frame + top-4)", "student camr (1 sink frame + top-4) attention routing",
               "base camr attention routing (16 ODE steps)", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
@@ -194,7 +202,7 @@ class OracleRouting:
         return self.camr.budget(chunk_frames)
 
     def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0,
-               layer: int = 0) -> torch.Tensor:
+               layer: int = 0, places: torch.Tensor | None = None) -> torch.Tensor:
         start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
         if start <= self.camr.top_k or query is None:
             return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer)
@@ -207,13 +215,67 @@ class OracleRouting:
         return torch.cat([routed, recent], dim=1)
 
 
-def latent_labels(film, latents: int) -> tuple[frozenset[str], ...]:  # type: ignore[no-untyped-def]
-    """Scene id and visible character ids of each latent frame's first video frame."""
+@dataclasses.dataclass(frozen=True)
+class AttentionMassRouting:
+    """CAMR whose routed older frames are those the chunk's attention over the whole past weighs
+    most: every query token of the chunk against every key token of every older frame (one
+    softmax per head over the older frames, un-rotated, as raw relevance is), the mass summed per
+    frame. Raw relevance scores a frame by its mean key against the chunk's mean query; this
+    asks what the model's own attention would pick if it saw everything. A diagnostic, not a
+    policy a render can run: its cost grows with the film (`attention_mass_source` feeds it).
+    """
+
+    camr: CamrPolicy
+    bank: MemoryBank
+    name: str = "camr-attention-mass"
+    needs_queries: bool = True
+
+    def budget(self, chunk_frames: int) -> int | None:
+        return self.camr.budget(chunk_frames)
+
+    def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0,
+               layer: int = 0, places: torch.Tensor | None = None, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
+        if start <= self.camr.top_k or tokens is None:
+            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer)
+        dev = descriptors.device
+        keys, _ = self.bank.gather(layer, torch.arange(start, device=dev)[None].expand(tokens.shape[0], -1))  # [B, T, S, H, D]
+        b, t, s, h, d = keys.shape
+        mass = torch.zeros(b, t, device=dev)
+        for head in range(h):
+            logits = torch.einsum("bnd,bkd->bnk", tokens[:, :, head].float(), keys[:, :, :, head].reshape(b, t * s, d).float()) / d**0.5
+            mass += logits.softmax(dim=-1).mean(dim=1).view(b, t, s).sum(dim=2)
+        routed = mass.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
+        recent = torch.arange(start, num_frames, device=dev).expand(b, -1)
+        return torch.cat([routed, recent], dim=1)
+
+
+def attention_mass_source(generator: ChunkGenerator) -> None:
+    """Give the generator's chunks their whole query tokens to route on (`AttentionMassRouting`)."""
+    from cinecli.memory.active import ChunkAttention
+
+    class TokenRouted(ChunkAttention):
+        def _route(self, layer: int, q: torch.Tensor) -> torch.Tensor:
+            if layer not in self.routing.frames:
+                bank = self.bank
+                self.routing.frames[layer] = self.policy.select(bank.num_frames, self.chunk_frames, q.float().mean(dim=1), bank.descriptors(layer),
+                                                                self.shot_start, layer, tokens=q)
+            return self.routing.frames[layer]
+
+    def source(routing, req, write):  # type: ignore[no-untyped-def]
+        return TokenRouted(generator.bank, generator.policy, routing, chunk_frames=req.frames, rows=generator.rows, cols=generator.cols,
+                           rope=generator.model.rope, write=write, rotate=generator.model.rotate, shot_start=req.shot_start)
+
+    generator._source = source  # type: ignore[method-assign]
+
+
+def latent_labels(film, latents: int, characters: bool = True) -> tuple[frozenset[str], ...]:  # type: ignore[no-untyped-def]
+    """Scene id and (with `characters`) visible character ids of each latent frame's first video frame."""
     from cinecli.world.render import frame_truth
 
     def at(j: int) -> frozenset[str]:
         t = frame_truth(film, min(j * LATENT_STRIDE, film.total_frames - 1))
-        return frozenset({"scene:" + t.scene_id} | {"character:" + c.id for c in t.characters})
+        return frozenset({"scene:" + t.scene_id} | ({"character:" + c.id for c in t.characters} if characters else set()))
 
     return tuple(at(j) for j in range(latents))
 
@@ -246,7 +308,7 @@ def row_screenplay(film, row: Row, work: Path):  # type: ignore[no-untyped-def]
     """The film's exported screenplay (written to work/film.yaml) with the row's memory and
     guidance, and its plan: what a row renders and what its film is scored against."""
     script = work / "film.yaml"
-    script.write_text(to_screenplay_yaml(film), encoding="utf-8")
+    script.write_text(to_screenplay_yaml(film, locations=row.locations), encoding="utf-8")
     sp, fmt = load_screenplay_resolving(script, film_format)
     sp = dataclasses.replace(sp, film=dataclasses.replace(sp.film, memory=row.memory, guidance=row.guidance))
     return sp, plan_film(sp, fmt)
@@ -272,7 +334,10 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
             director.generator.policy = dataclasses.replace(director.generator.policy, router=director.generator.policy.router if row.router else None,
                                                             shortlist=row.shortlist)
         if row.oracle:
-            director.generator.policy = OracleRouting(director.generator.policy, latent_labels(film, len(plan.latents)))
+            director.generator.policy = OracleRouting(director.generator.policy, latent_labels(film, len(plan.latents), row.oracle_characters))
+        if row.attention_mass:
+            director.generator.policy = AttentionMassRouting(director.generator.policy, director.generator.bank)
+            attention_mass_source(director.generator)
         if row.truth_past:
             truth_past_director(director, film)
     for _ in director.run():

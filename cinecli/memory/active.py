@@ -70,6 +70,7 @@ class ChunkAttention:
         write: bool,
         rotate: Callable[[Tensor, Tensor, Tensor], Tensor] = apply_rope,
         shot_start: int = 0,
+        places: Tensor | None = None,
     ) -> None:
         self.bank = bank
         self.policy = policy
@@ -80,6 +81,7 @@ class ChunkAttention:
         self.write = write
         self.rotate = rotate  # `apply_rope`, or its compiled form (`WanTransformer.compile_blocks`)
         self.shot_start = shot_start  # first latent frame of the chunk's shot (policies with a shot-bounded window)
+        self.places = places  # the screenplay's location per latent frame of the film, or None (see MemoryPolicy.select)
 
     def _rotary(self, past: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
         """cos/sin for `past` memory frames followed by the chunk, positions 0..past+f-1."""
@@ -93,7 +95,8 @@ class ChunkAttention:
         bank, policy = self.bank, self.policy
         if layer not in self.routing.frames:
             query = q.float().mean(dim=1) if policy.needs_queries else None  # [B, H, D]
-            self.routing.frames[layer] = policy.select(bank.num_frames, self.chunk_frames, query, bank.descriptors(layer), self.shot_start, layer)
+            self.routing.frames[layer] = policy.select(bank.num_frames, self.chunk_frames, query, bank.descriptors(layer), self.shot_start, layer,
+                                                        places=self.places)
         return self.routing.frames[layer]
 
     def _past(self, layer: int, frames: Tensor, dtype: torch.dtype, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:

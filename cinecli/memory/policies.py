@@ -25,13 +25,16 @@ class MemoryPolicy(Protocol):
         """Most past frames an active set can hold (None: unbounded)."""
         ...
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0,
+               places: Tensor | None = None) -> Tensor:
         """Past frames to attend to: [B, n] long, sorted per row.
 
         `query` is the chunk's mean query [B, H, D] (un-rotated); `descriptors` the bank's
         per-frame mean keys [B, T, H, D]; `shot_start` the first latent frame of the chunk's shot
         (its hard cut), for policies whose window stops there; `layer` the layer routing (each
-        layer routes on its own queries and keys).
+        layer routes on its own queries and keys); `places` the screenplay's location of every
+        latent frame of the film so far and of the chunk ([≥ num_frames + chunk_frames] long, -1
+        where none is named), for policies that remember the chunk's location first.
         """
         ...
 
@@ -50,7 +53,8 @@ class FullPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return None
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0,
+               places: Tensor | None = None) -> Tensor:
         return _arange(descriptors.shape[0], 0, num_frames, descriptors.device)
 
 
@@ -64,7 +68,8 @@ class NoMemoryPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return 0
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0,
+               places: Tensor | None = None) -> Tensor:
         return _arange(descriptors.shape[0], 0, 0, descriptors.device)
 
 
@@ -81,7 +86,8 @@ class WindowPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return self.sink_frames + self.recent_chunks * chunk_frames
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0,
+               places: Tensor | None = None) -> Tensor:
         b, dev = descriptors.shape[0], descriptors.device
         start = recent_start(num_frames, self.recent_chunks * chunk_frames, shot_start if self.shot_window else 0)
         sink_end = min(self.sink_frames, start)
@@ -113,6 +119,12 @@ class CamrPolicy:
     match the current queries are routed in, while the cost per chunk stays fixed. Relevance is
     the model's trained routing head where it has one (`cinecli.memory.router`), else the raw
     mean-query · mean-key product.
+
+    Where the screenplay names the chunk's location (`places`), older frames of that location
+    come first and relevance ranks among them; other frames fill the budget only when the
+    location has fewer. Why: the chunk's queries at its first denoising step come from noise,
+    and on long films they pick a later scene's frames barely above chance, while the truth's
+    picks bring its details back (docs/DEFAULT_MODEL_EVAL.md, "Routing by location").
     """
 
     recent_chunks: int = 3
@@ -127,7 +139,8 @@ class CamrPolicy:
     def budget(self, chunk_frames: int) -> int | None:
         return self.sink_frames + self.recent_chunks * chunk_frames + self.top_k
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0,
+               places: Tensor | None = None) -> Tensor:
         b, dev = descriptors.shape[0], descriptors.device
         start = recent_start(num_frames, self.recent_chunks * chunk_frames, shot_start if self.shot_window else 0)
         sink_end = min(self.sink_frames, start)
@@ -138,26 +151,51 @@ class CamrPolicy:
             routed = _arange(b, sink_end, start, dev)
         else:
             assert query is not None, "camr needs the chunk's queries"
-            routed = route_older(query, descriptors[:, sink_end:start], self.top_k, layer, self.router, self.shortlist) + sink_end
+            prefer = same_place(places, sink_end, start, num_frames, chunk_frames)
+            routed = route_older(query, descriptors[:, sink_end:start], self.top_k, layer, self.router, self.shortlist, prefer) + sink_end
         return torch.cat([sink, routed, recent], dim=1)
 
 
-def route_older(query: Tensor, descriptors: Tensor, top_k: int, layer: int, router: RoutingHead | None, shortlist: int) -> Tensor:
+def same_place(places: Tensor | None, start: int, end: int, num_frames: int, chunk_frames: int) -> Tensor | None:
+    """Which of the past frames [start, end) share a location with the chunk's frames [T] bool;
+    None where the chunk's frames name no location (routing is then by content alone)."""
+    if places is None:
+        return None
+    here = places[num_frames : num_frames + chunk_frames]
+    here = here[here >= 0]
+    if not len(here):
+        return None
+    return torch.isin(places[start:end], here)
+
+
+def route_older(query: Tensor, descriptors: Tensor, top_k: int, layer: int, router: RoutingHead | None, shortlist: int,
+                prefer: Tensor | None = None) -> Tensor:
     """Indices [B, top_k] (sorted) of the routed frames among `descriptors` [B, T, H, D].
 
     By raw relevance without a router; by the router's scores with one; with a router and a
     `shortlist` above `top_k`, the router shortlists and raw relevance chooses among its picks
     (retrieve, then rerank by what the model's own attention prefers). A shortlist that would
-    hold every candidate is no shortlist: the router then picks, as without one.
+    hold every candidate is no shortlist: the router then picks, as without one. Frames marked
+    in `prefer` [T] (the chunk's location) rank before all others, each group by its scores.
     """
     if router is None:
-        return relevance(query, descriptors).topk(top_k, dim=1).indices.sort(dim=1).values
-    scores = router.scores(layer, query, descriptors)
+        return first(relevance(query, descriptors), prefer).topk(top_k, dim=1).indices.sort(dim=1).values
+    scores = first(router.scores(layer, query, descriptors), prefer)
     if shortlist <= top_k or shortlist >= descriptors.shape[1]:
         return scores.topk(min(top_k, descriptors.shape[1]), dim=1).indices.sort(dim=1).values
     short = scores.topk(shortlist, dim=1).indices  # [B, s]
     picked = relevance(query, descriptors.gather(1, short[:, :, None, None].expand(-1, -1, *descriptors.shape[2:])))
+    if prefer is not None:
+        picked = first(picked, prefer[short])
     return short.gather(1, picked.topk(top_k, dim=1).indices).sort(dim=1).values
+
+
+def first(scores: Tensor, prefer: Tensor | None) -> Tensor:
+    """Scores [B, T] lifted so every preferred frame outranks every other, order kept within each group."""
+    if prefer is None:
+        return scores
+    lift = 2 * scores.detach().abs().amax(dim=1, keepdim=True) + 1
+    return scores + lift * prefer.to(scores.dtype)
 
 
 def make_policy(name: str, *, recent_chunks: int = 3, top_k: int = 5, sink_frames: int = 0, shot_window: bool = False,

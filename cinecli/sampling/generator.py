@@ -87,8 +87,10 @@ class ChunkGenerator:
         *,
         latent_shape: tuple[int, int, int],  # (C, h, w) of one latent frame
         chunk_frames: int,
+        places: Tensor | None = None,  # the screenplay's location per latent frame of the film (-1: none), for routing
     ) -> None:
         self.model = model
+        self.places = places
         self.bank = bank
         self.policy = policy
         self.sampler = sampler
@@ -108,7 +110,7 @@ class ChunkGenerator:
     def _source(self, routing: Routing, req: ChunkRequest, write: bool) -> ChunkAttention:
         return ChunkAttention(
             self.bank, self.policy, routing, chunk_frames=req.frames, rows=self.rows, cols=self.cols,
-            rope=self.model.rope, write=write, rotate=self.model.rotate, shot_start=req.shot_start,
+            rope=self.model.rope, write=write, rotate=self.model.rotate, shot_start=req.shot_start, places=self.places,
         )
 
     def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, uncond: TextContext | None, routing: Routing,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -38,6 +38,7 @@ MAX_SHOTS = 5000
 MAX_FILM_SECONDS = 4 * 3600
 MAX_PROMPT_CHARS = 10_000
 MAX_ID_CHARS = 64
+MAX_LOCATION_CHARS = 200
 STEPS_RANGE = (1, 1000)
 GUIDANCE_RANGE = (1.0, 20.0)
 ANY_FPS_RANGE = (1, 120)
@@ -46,7 +47,7 @@ SEED_LIMIT = 2**63
 TOP_KEYS = ("film", "shots")
 FILM_KEYS = ("title", "model", "resolution", "fps", "seed", "memory", "quantize", "steps", "guidance")
 MEMORY_KEYS = ("policy", "recent_chunks", "top_k", "sink_frames", "shot_window")
-SHOT_KEYS = ("id", "duration", "prompt", "cut", "seed", "events")
+SHOT_KEYS = ("id", "duration", "prompt", "cut", "seed", "events", "location")
 EVENT_KEYS = ("at", "prompt")
 
 _TAG = "tag:yaml.org,2002:"
@@ -487,7 +488,24 @@ def _shots(node: Node | None, root: Node, fps: int, report: _Report) -> tuple[Sh
                    "split the film into several screenplays")
     if any(shot is None for shot in shots):
         return None
-    return tuple(shots)  # type: ignore[arg-type]
+    return _carry_locations(shots, node.value, report)  # type: ignore[arg-type]
+
+
+def _carry_locations(shots: list[Shot], nodes: list[Node], report: _Report) -> tuple[Shot, ...] | None:
+    """A `continue` shot goes on with the same take, so it is where that take is: it inherits
+    the location of the shot it continues, and naming another one is an error."""
+    out: list[Shot] = []
+    before_problems = len(report.problems)
+    for shot, node in zip(shots, nodes):
+        if shot.cut == "continue" and out:
+            before = out[-1].location
+            if shot.location is None:
+                shot = replace(shot, location=before)
+            elif before is not None and shot.location.casefold() != before.casefold():
+                report.add(_child(node, "location"), f"shots[{shot.index}].location", f"'{before}', the location of the take it continues",  # type: ignore[arg-type]
+                           f"'{shot.location}'", "make it a cut to change location")
+        out.append(shot)
+    return None if len(report.problems) > before_problems else tuple(out)
 
 
 def _long_time(seconds: float) -> str:
@@ -511,6 +529,8 @@ def _shot(node: Node, index: int, fps: int, report: _Report) -> Shot | None:
         report.add(values["cut"], f"{path}.cut", "'cut' for the first shot", "continue",
                    "there is nothing before the first shot to continue")
     seed = None if _is_null(values.get("seed")) else _seed(values["seed"], f"{path}.seed", report)
+    location = None if _is_null(values.get("location")) else _text(values["location"], f"{path}.location", "a location name (non-blank text)",
+                                                                     report, MAX_LOCATION_CHARS)
     events = _events(values.get("events"), path, duration, fps, report)
     if len(report.problems) > before:
         return None
@@ -519,7 +539,7 @@ def _shot(node: Node, index: int, fps: int, report: _Report) -> Shot | None:
             f"shot '{shot_id}' lasts {duration.text} = {float(duration.seconds * fps):.2f} frames "  # type: ignore[union-attr]
             f"at {fps} fps; rounded to {duration.frames} frames"  # type: ignore[union-attr]
         )
-    return Shot(index, shot_id, duration.frames, prompt, cut, seed, events, _mark(node)[0])  # type: ignore[arg-type,union-attr]
+    return Shot(index, shot_id, duration.frames, prompt, cut, seed, events, _mark(node)[0], location)  # type: ignore[arg-type,union-attr]
 
 
 def _required(values: dict[str, Node], key: str, noun: str, node: Node, path: str, report: _Report,

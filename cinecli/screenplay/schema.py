@@ -68,6 +68,7 @@ class Shot:
     seed: int | None
     events: tuple[Event, ...]
     line: int
+    location: str | None = None  # where the shot takes place; earlier frames of the same location are remembered first
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ class ShotPlan:
     scripted_end: int
     prompts: tuple[int, ...]
     cut: str
+    location: int = -1  # index into Plan.locations; -1: the screenplay names none
 
     @property
     def snapped(self) -> bool:
@@ -69,6 +70,13 @@ class Plan:
     prompts: tuple[str, ...]
     shots: tuple[ShotPlan, ...]
     notes: tuple[str, ...]
+    locations: tuple[str, ...] = ()  # the screenplay's locations, in order of first use
+
+    @cached_property
+    def latent_locations(self) -> tuple[int, ...]:
+        """Location index of each latent frame (-1 where its shot names none): what memory
+        routing matches a chunk's past against (`cinecli.memory.policies.CamrPolicy`)."""
+        return tuple(self.shots[lf.shot].location for lf in self.latents)
 
     @property
     def num_chunks(self) -> int:
@@ -152,6 +160,8 @@ def plan_film(sp: Screenplay, fmt: FilmFormat) -> Plan:
     _check_owns_latents(sp, grid, latent_starts, latent_ends)
 
     prompts: dict[str, int] = {}
+    locations: dict[str, int] = {}  # by casefolded name: "Harbour" and "harbour" are one place
+    names: list[str] = []
     notes = list(sp.notes)
     latents: list[LatentFrame] = []
     shots: list[ShotPlan] = []
@@ -164,12 +174,17 @@ def plan_film(sp: Screenplay, fmt: FilmFormat) -> Plan:
         changes = _prompt_changes(shot, scripted[shot.index], start, end, grid, fps, prompts, notes)
         latents.extend(_shot_latents(sp, shot, start, end, changes))
         used = tuple(dict.fromkeys(prompt for _, prompt in changes))
+        location = -1
+        if shot.location is not None:
+            location = locations.setdefault(shot.location.casefold(), len(locations))
+            if location == len(names):
+                names.append(shot.location)
         shots.append(ShotPlan(
             shot.index, shot.id, frame_start, min(grid.frame_start(end), frames), start, end,
-            scripted[shot.index], scripted[shot.index + 1], used, shot.cut,
+            scripted[shot.index], scripted[shot.index + 1], used, shot.cut, location,
         ))
     return Plan(frames, sp.film.width, sp.film.height, fps, grid, fmt.chunk_frames, tuple(latents),
-                tuple(prompts), tuple(shots), tuple(notes))
+                tuple(prompts), tuple(shots), tuple(notes), tuple(names))
 
 
 def _scripted_starts(shots: tuple[Shot, ...]) -> list[int]:
@@ -272,6 +287,7 @@ def shot_hashes(sp: Screenplay) -> tuple[str, ...]:
         digest = _sha256_json({
             "previous": digest, "prompt": shot.prompt, "frames": shot.duration_frames, "seed": shot.seed,
             "cut": shot.cut, "events": [[event.at_frame, event.prompt] for event in shot.events],
+            **({"location": shot.location.casefold()} if shot.location is not None else {}),  # only when named, so earlier hashes still match
         })
         hashes.append(digest)
     return tuple(hashes)

@@ -160,10 +160,11 @@ class _QueryLog:
     def budget(self, chunk_frames: int) -> int | None:
         return self.policy.budget(chunk_frames)
 
-    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0) -> Tensor:
+    def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0,
+               places: Tensor | None = None) -> Tensor:
         assert query is not None
         self.queries[layer] = query.float().flatten(1)
-        return self.policy.select(num_frames, chunk_frames, query, descriptors, shot_start, layer)
+        return self.policy.select(num_frames, chunk_frames, query, descriptors, shot_start, layer, places)
 
 
 @torch.no_grad()

@@ -1,0 +1,136 @@
+"""Shot locations: the screenplay names where each shot is, and routing remembers that place first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cinecli.memory.active import ChunkAttention, Routing
+from cinecli.memory.bank import BankSpec, MemoryBank
+from cinecli.memory.policies import CamrPolicy, FullPolicy, WindowPolicy
+from cinecli.model.rope import RopeTables
+from cinecli.render.director import latent_places
+from cinecli.screenplay import FilmFormat, ScreenplayError, TemporalGrid, parse_screenplay_text, plan_film
+from cinecli.screenplay.timeline import shot_hashes
+from cinecli.world.benchmark import benchmark_films
+from cinecli.world.screenplay import to_screenplay_yaml
+
+FMT = FilmFormat(model="default", grid=TemporalGrid(4, False), chunk_frames=3, spatial_multiple=16, resolutions=((192, 128),),
+                 fps=(12,), default_resolution=(192, 128), default_fps=12, default_steps=4, max_pixels=192 * 128, vocabulary=None)
+SCRIPT = """film: {seed: 1}
+shots:
+  - {prompt: wide shot of the harbour, duration: 2s, location: Harbour}
+  - {prompt: the harbour at dusk, duration: 1s, cut: continue}
+  - {prompt: a forest path, duration: 2s, location: forest}
+  - {prompt: a red circle somewhere, duration: 1s}
+  - {prompt: back at the harbour, duration: 2s, location: harbour}
+"""
+
+
+def parse(text: str):
+    return parse_screenplay_text(text, Path("film.yaml"), FMT)
+
+
+def test_locations_are_read_and_a_continued_take_keeps_its_place() -> None:
+    sp = parse(SCRIPT)
+    assert [s.location for s in sp.shots] == ["Harbour", "Harbour", "forest", None, "harbour"]
+
+
+def test_plan_numbers_locations_ignoring_case() -> None:
+    plan = plan_film(parse(SCRIPT), FMT)
+    assert plan.locations == ("Harbour", "forest")
+    per_shot = {plan.latents[i].shot: code for i, code in enumerate(plan.latent_locations)}
+    assert per_shot == {0: 0, 1: 0, 2: 1, 3: -1, 4: 0}
+    assert latent_places(plan, torch.device("cpu")).tolist() == list(plan.latent_locations)
+
+
+def test_a_screenplay_without_locations_routes_as_before() -> None:
+    plan = plan_film(parse("shots:\n  - {prompt: a, duration: 2s}\n  - {prompt: b, duration: 2s}\n"), FMT)
+    assert plan.locations == () and latent_places(plan, torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize(("shot", "expected", "found"), [
+    ("{prompt: then, duration: 1s, cut: continue, location: forest}", "'Harbour', the location of the take it continues", "'forest'"),
+    ("{prompt: then, duration: 1s, location: '   '}", "a location name (non-blank text)", None),
+    ("{prompt: then, duration: 1s, location: 3}", "a location name (non-blank text)", None),
+])
+def test_bad_locations_name_the_line_and_field(shot: str, expected: str, found: str | None) -> None:
+    text = "shots:\n  - {prompt: a, duration: 2s, location: Harbour}\n  - " + shot + "\n"
+    with pytest.raises(ScreenplayError) as info:
+        parse(text)
+    [problem] = info.value.problems
+    assert (problem.line, problem.field, problem.expected) == (3, "shots[1].location", expected)
+    if found is not None:
+        assert problem.found == found
+
+
+def test_a_location_changes_the_hash_of_its_shot_and_later_ones_only() -> None:
+    plain = "shots:\n  - {prompt: a, duration: 2s}\n  - {prompt: b, duration: 2s}\n  - {prompt: c, duration: 2s}\n"
+    tagged = plain.replace("{prompt: b, duration: 2s}", "{prompt: b, duration: 2s, location: Forest}")
+    recased = tagged.replace("Forest", "forest")
+    a, b, c = shot_hashes(parse(plain)), shot_hashes(parse(tagged)), shot_hashes(parse(recased))
+    assert a[0] == b[0] and a[1] != b[1] and a[2] != b[2]
+    assert b == c  # one place, however it is cased
+
+
+def _bank(frames: int, planted: int) -> tuple[MemoryBank, torch.Tensor]:
+    """A bank whose frame `planted` alone matches the query direction."""
+    torch.manual_seed(3)
+    bank = MemoryBank(BankSpec(num_layers=1, batch=1, tokens_per_frame=4, num_heads=2, head_dim=8))
+    query = torch.randn(2, 8)
+    for f in range(frames):
+        k = query.expand(1, 1, 4, 2, 8) * 3.0 if f == planted else torch.randn(1, 1, 4, 2, 8) * 0.1
+        bank.stage(0, k, torch.randn(1, 1, 4, 2, 8))
+        bank.commit()
+    return bank, query.expand(1, 4 * 3, 2, 8).clone()
+
+
+def _route(policy, bank: MemoryBank, q: torch.Tensor, places: torch.Tensor | None) -> list[int]:
+    routing = Routing()
+    src = ChunkAttention(bank, policy, routing, chunk_frames=3, rows=2, cols=2, rope=RopeTables.build((4, 2, 2), 64, 10000.0), write=False,
+                         places=places)
+    src.prepare(0, q, torch.zeros_like(q), torch.zeros_like(q))
+    return routing.frames[0][0].tolist()
+
+
+def test_camr_remembers_the_chunks_location_first() -> None:
+    """Frames 10-14 are the chunk's location; frame 7, elsewhere, matches the queries best.
+    Without locations relevance routes frame 7 in; with them the location's frames come first."""
+    bank, q = _bank(40, planted=7)
+    places = torch.full((43,), 1)
+    places[10:15] = 0
+    places[40:] = 0
+    policy = CamrPolicy(recent_chunks=2, top_k=5)
+    assert 7 in _route(policy, bank, q, None)
+    routed = _route(policy, bank, q, places)
+    assert routed[:5] == [10, 11, 12, 13, 14] and routed[5:] == list(range(34, 40))
+
+
+def test_camr_fills_from_elsewhere_when_the_location_has_few_frames() -> None:
+    bank, q = _bank(40, planted=7)
+    places = torch.full((43,), -1)
+    places[20:22] = 2
+    places[40:] = 2
+    routed = _route(CamrPolicy(recent_chunks=2, top_k=5), bank, q, places)
+    assert {20, 21, 7} <= set(routed[:5])
+
+
+def test_an_unnamed_chunk_and_other_policies_ignore_locations() -> None:
+    bank, q = _bank(40, planted=7)
+    places = torch.zeros(43, dtype=torch.long)
+    places[40:] = -1
+    camr = CamrPolicy(recent_chunks=2, top_k=5)
+    assert _route(camr, bank, q, places) == _route(camr, bank, q, None)
+    for policy in (WindowPolicy(recent_chunks=3, sink_frames=2), FullPolicy()):
+        assert _route(policy, bank, q, torch.zeros(43, dtype=torch.long)) == _route(policy, bank, q, None)
+
+
+def test_world_screenplays_can_name_their_settings() -> None:
+    film = next(f for f in benchmark_films() if f.seed == 910204)
+    sp = parse_screenplay_text(to_screenplay_yaml(film, locations=True), Path("w.yaml"), FMT)
+    assert [s.location for s in sp.shots[:5]] == ["city street", "city street", "city street", "harbour", "harbour"]
+    same = [a.setting_id == b.setting_id for a, b in zip(film.shots, film.shots[1:])]
+    assert same == [a.location == b.location for a, b in zip(sp.shots, sp.shots[1:])]
+    assert all(s.location is None for s in parse_screenplay_text(to_screenplay_yaml(film), Path("w.yaml"), FMT).shots)
