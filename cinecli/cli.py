@@ -570,6 +570,7 @@ def _plan_json(sp: Screenplay, plan: Plan) -> dict[str, object]:
             "scripted_start": shot.scripted_start, "scripted_end": shot.scripted_end,
             "latent_start": shot.latent_start, "latent_end": shot.latent_end,
             "chunks": [chunks.start, chunks.stop],
+            "location": plan.locations[shot.location] if shot.location >= 0 else None,
             "prompts": [
                 {"latent": latent, "frame": plan.grid.frame_start(latent),
                  "at": round((plan.grid.frame_start(latent) - shot.frame_start) / plan.fps, 3),
@@ -594,17 +595,20 @@ def _plan_header(sp: Screenplay, fmt: FilmFormat, plan: Plan) -> str:
 def _plan_table(plan: Plan) -> Table:
     """One row per shot; user text goes in as Text so brackets in prompts are never markup."""
     table = Table(show_lines=True)
+    places = bool(plan.locations)  # the column only where the screenplay names locations
     for column, justify in (("#", "right"), ("shot", "left"), ("cut", "left"), ("start", "left"),
-                            ("end", "left"), ("latents", "right"), ("chunks", "right"), ("prompts", "left")):
+                            ("end", "left"), ("latents", "right"), ("chunks", "right")) + ((("location", "left"),) if places else ()) + (("prompts", "left"),):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for shot in plan.shots:
         chunks = plan.shot_chunks(shot.index)
+        location = (Text(plan.locations[shot.location]) if shot.location >= 0 else Text("–"),) if places else ()
         table.add_row(
             str(shot.index + 1), Text(shot.id), shot.cut,
             Text(_frame_cell(shot.frame_start, shot.scripted_start, plan.fps)),
             Text(_frame_cell(shot.frame_end, shot.scripted_end, plan.fps)),
             f"{shot.latent_start}–{shot.latent_end - 1}",
             f"{chunks.start}–{chunks.stop - 1}" if len(chunks) > 1 else str(chunks.start),
+            *location,
             Text(_prompt_cell(plan, shot.index)),
         )
     return table

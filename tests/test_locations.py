@@ -134,3 +134,9 @@ def test_world_screenplays_can_name_their_settings() -> None:
     same = [a.setting_id == b.setting_id for a, b in zip(film.shots, film.shots[1:])]
     assert same == [a.location == b.location for a, b in zip(sp.shots, sp.shots[1:])]
     assert all(s.location is None for s in parse_screenplay_text(to_screenplay_yaml(film), Path("w.yaml"), FMT).shots)
+
+
+def test_locations_under_another_policy_are_noted() -> None:
+    sp = parse("film: {memory: {policy: window}}\nshots:\n  - {prompt: a, duration: 2s, location: harbour}\n")
+    assert "shot locations are only used by the camr policy's routing, not window" in sp.notes
+    assert not any("location" in note for note in parse(SCRIPT).notes)

@@ -369,6 +369,8 @@ def _screenplay_from_tree(root: Node, path: Path, fmt: FilmFormat, sha256: str) 
     shots = _shots(top.get("shots"), root, fps, report)
     if report.problems or film is None or shots is None:
         raise ScreenplayError(report.problems)
+    if film.memory.policy != "camr" and any(shot.location is not None for shot in shots):
+        report.notes.append(f"shot locations are only used by the camr policy's routing, not {film.memory.policy}")
     return Screenplay(path, film, shots, sha256, tuple(report.notes))
 
 
