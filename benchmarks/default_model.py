@@ -123,7 +123,8 @@ for _name in ("student camr", "student camr estimate routing", "student camr ora
     ROWS[f"{_name} (truth past)"] = ROWS[_name]._replace(truth_past=True)
 DEFAULT_ROWS = ("student camr", "student window", "student window recent-only", "student full", "student none", "base camr (16 ODE steps)")
 KEYS = ("sca", "alignment", "intra", "inter", "inter_scene", "inter_character", "motion", "motion_ratio", "motion_vs_truth", "drift")
-COLUMNS = KEYS + ("judder",)  # judder: a diagnostic of the autoencoder's latent grid, not a `cinecli eval` metric
+SPLIT = ("inter_opening", "inter_later")  # scene returns to the opening shot's scene / to a scene first seen later
+COLUMNS = KEYS + SPLIT + ("judder",)  # judder: a diagnostic of the autoencoder's latent grid, not a `cinecli eval` metric
 LATENT_STRIDE = AutoencoderConfig().temporal_stride
 
 
@@ -371,7 +372,18 @@ def scores(report) -> dict:  # type: ignore[no-untyped-def]
             "extra_at": [int(f) for f in report.cuts.extra]}
     returns = [{"kind": r.kind, "entity": r.entity, "first": r.first_shot, "shot": r.shot, "distance": r.distance, "score": r.score}
                for r in report.returns]
-    return {k: getattr(report, k) for k in KEYS} | {"claims": claim_scores(report), "shots": shots, "cuts": cuts, "returns": returns}
+    return {k: getattr(report, k) for k in KEYS} | split_returns(report) | {"claims": claim_scores(report), "shots": shots, "cuts": cuts, "returns": returns}
+
+
+def split_returns(report) -> dict[str, float | None]:  # type: ignore[no-untyped-def]
+    """Inter-shot consistency of scene returns to the film's opening scene and to scenes first
+    seen later. A sink window holds the opening scene whatever routing does; only routing can
+    bring back a later one, so the second is where routing is tested."""
+    def mean(opening: bool) -> float | None:
+        got = [r.score for r in report.returns if r.kind == "scene" and (r.first_shot == 0) == opening]
+        return float(np.mean(got)) if got else None
+
+    return {"inter_opening": mean(True), "inter_later": mean(False)}
 
 
 def look_occasions(shots: list[dict]) -> dict[str, list[float]]:
