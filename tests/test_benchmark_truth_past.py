@@ -82,3 +82,21 @@ def test_oracle_routing_routes_the_older_frames_that_share_the_chunk_labels() ->
     picked = oracle.select(27, 3, query, desc, layer=2)[0].tolist()
     assert picked == [1, 4, 6, 8, 9] + list(range(18, 27))  # the truth's five, then camr's recent window
     assert oracle.budget(3) == camr.budget(3)
+
+
+def test_scene_returns_split_by_where_the_scene_was_first_seen() -> None:
+    """Returns to the opening shot's scene and to later scenes are scored apart (characters in neither)."""
+    bench = _benchmark()
+    r = lambda kind, first, score: SimpleNamespace(kind=kind, first_shot=first, score=score)  # noqa: E731
+    report = SimpleNamespace(returns=[r("scene", 0, 0.6), r("scene", 0, 0.2), r("scene", 3, 0.1), r("character", 0, 0.9)])
+    assert bench.split_returns(report) == {"inter_opening": 0.4, "inter_later": 0.1}
+    assert bench.split_returns(SimpleNamespace(returns=[r("character", 2, 0.5)])) == {"inter_opening": None, "inter_later": None}
+
+
+def test_routing_by_location_writes_the_locations_into_the_screenplay(tmp_path: Path) -> None:
+    bench = _benchmark()
+    film = next(f for f in bench.benchmark_films() if f.seed == 910204)
+    sp, plan = bench.row_screenplay(film, bench.ROWS["student camr by location (truth past)"], tmp_path)
+    assert plan.locations and all(shot.location is not None for shot in sp.shots)
+    sp, plan = bench.row_screenplay(film, bench.ROWS["student camr (truth past)"], tmp_path)
+    assert plan.locations == ()
