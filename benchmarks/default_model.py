@@ -50,7 +50,7 @@ import torch
 
 from cinecli.eval.report import evaluate, returning_shots
 from cinecli.memory.bank import MemoryBank
-from cinecli.memory.policies import CamrPolicy, recent_start, relevance
+from cinecli.memory.policies import CamrPolicy, first, recent_start, relevance, same_place
 from cinecli.memory.router import load_router
 from cinecli.eval.metrics import judder
 from cinecli.model.autoencoder import AutoencoderConfig, load_autoencoder
@@ -112,11 +112,12 @@ ROWS["base camr by location (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"].
 ROWS["student camr scene oracle routing"] = ROWS["student camr"]._replace(oracle=True, oracle_characters=False)
 ROWS["student camr attention routing"] = ROWS["student camr"]._replace(router=False)
 ROWS["student camr attention-mass routing"] = ROWS["student camr"]._replace(router=False, attention_mass=True)
+ROWS["student camr attention-mass routing by location"] = ROWS["student camr attention-mass routing"]._replace(locations=True)
 ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist=10)
 ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
-for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr head shortlist 10",
+for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location", "student camr head shortlist 10",
               "student camr (1 sink frame + top-4)", "student camr (1 sink frame + top-4) attention routing",
               "base camr attention routing (16 ODE steps)", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
@@ -246,6 +247,7 @@ class AttentionMassRouting:
         for head in range(h):
             logits = torch.einsum("bnd,bkd->bnk", tokens[:, :, head].float(), keys[:, :, :, head].reshape(b, t * s, d).float()) / d**0.5
             mass += logits.softmax(dim=-1).mean(dim=1).view(b, t, s).sum(dim=2)
+        mass = first(mass, same_place(places, 0, start, num_frames, chunk_frames))  # the chunk's location first, where the screenplay names it
         routed = mass.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
         recent = torch.arange(start, num_frames, device=dev).expand(b, -1)
         return torch.cat([routed, recent], dim=1)
@@ -260,12 +262,12 @@ def attention_mass_source(generator: ChunkGenerator) -> None:
             if layer not in self.routing.frames:
                 bank = self.bank
                 self.routing.frames[layer] = self.policy.select(bank.num_frames, self.chunk_frames, q.float().mean(dim=1), bank.descriptors(layer),
-                                                                self.shot_start, layer, tokens=q)
+                                                                self.shot_start, layer, places=self.places, tokens=q)
             return self.routing.frames[layer]
 
     def source(routing, req, write):  # type: ignore[no-untyped-def]
         return TokenRouted(generator.bank, generator.policy, routing, chunk_frames=req.frames, rows=generator.rows, cols=generator.cols,
-                           rope=generator.model.rope, write=write, rotate=generator.model.rotate, shot_start=req.shot_start)
+                           rope=generator.model.rope, write=write, rotate=generator.model.rotate, shot_start=req.shot_start, places=generator.places)
 
     generator._source = source  # type: ignore[method-assign]
 
