@@ -79,6 +79,7 @@ class Row(NamedTuple):
     router: bool = True  # camr scores with the model's routing head, where it has one (False: raw relevance)
     shortlist: int = 0  # CamrPolicy.shortlist: the head shortlists, raw relevance picks (0: the head picks)
     locations: bool = False  # the screenplay names each shot's location (`location:`), which camr routes by
+    location_sink: bool = False  # by location, the location's earliest frames instead of its most relevant (`LocationSinkRouting`)
     attention_mass: bool = False  # camr routes the older frames the chunk's own attention weighs most (`AttentionMassRouting`)
 
 
@@ -109,6 +110,7 @@ ROWS["student camr oracle routing"] = ROWS["student camr"]._replace(oracle=True)
 ROWS["student camr by location"] = ROWS["student camr"]._replace(locations=True)
 ROWS["student camr int8 by location"] = ROWS["student camr int8"]._replace(locations=True)
 ROWS["base camr by location (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(locations=True)
+ROWS["student camr by location, earliest frames"] = ROWS["student camr by location"]._replace(location_sink=True)
 ROWS["student camr scene oracle routing"] = ROWS["student camr"]._replace(oracle=True, oracle_characters=False)
 ROWS["student camr attention routing"] = ROWS["student camr"]._replace(router=False)
 ROWS["student camr attention-mass routing"] = ROWS["student camr"]._replace(router=False, attention_mass=True)
@@ -117,7 +119,7 @@ ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist
 ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
-for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location", "student camr head shortlist 10",
+for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "student camr by location, earliest frames", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location", "student camr head shortlist 10",
               "student camr (1 sink frame + top-4)", "student camr (1 sink frame + top-4) attention routing",
               "base camr attention routing (16 ODE steps)", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
@@ -253,6 +255,34 @@ class AttentionMassRouting:
         return torch.cat([routed, recent], dim=1)
 
 
+@dataclasses.dataclass(frozen=True)
+class LocationSinkRouting:
+    """CAMR by location whose routed frames are the location's earliest (a sink per location)
+    rather than its most relevant; other frames, by relevance, only where the location has too
+    few. Asks whether a location's first frames carry what comes back, as the film's first
+    frames do for returns to the opening scene (the sink window leads there)."""
+
+    camr: CamrPolicy
+    name: str = "camr-location-sink"
+    needs_queries: bool = True
+
+    def budget(self, chunk_frames: int) -> int | None:
+        return self.camr.budget(chunk_frames)
+
+    def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0,
+               layer: int = 0, places: torch.Tensor | None = None) -> torch.Tensor:
+        start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
+        prefer = same_place(places, 0, start, num_frames, chunk_frames)
+        if start <= self.camr.top_k or query is None or prefer is None:
+            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer, places)
+        rel = relevance(query, descriptors[:, :start])
+        early = -torch.arange(start, device=rel.device, dtype=rel.dtype).expand_as(rel)
+        score = torch.where(prefer, early + 2 * (rel.abs().amax(dim=1, keepdim=True) + start + 1), rel)
+        routed = score.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
+        recent = torch.arange(start, num_frames, device=rel.device).expand(rel.shape[0], -1)
+        return torch.cat([routed, recent], dim=1)
+
+
 def attention_mass_source(generator: ChunkGenerator) -> None:
     """Give the generator's chunks their whole query tokens to route on (`AttentionMassRouting`)."""
     from cinecli.memory.active import ChunkAttention
@@ -338,6 +368,8 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
                                                             shortlist=row.shortlist)
         if row.oracle:
             director.generator.policy = OracleRouting(director.generator.policy, latent_labels(film, len(plan.latents), row.oracle_characters))
+        if row.location_sink:
+            director.generator.policy = LocationSinkRouting(director.generator.policy)
         if row.attention_mass:
             director.generator.policy = AttentionMassRouting(director.generator.policy, director.generator.bank)
             attention_mass_source(director.generator)
