@@ -110,7 +110,8 @@ ROWS["student camr oracle routing"] = ROWS["student camr"]._replace(oracle=True)
 ROWS["student camr by location"] = ROWS["student camr"]._replace(locations=True)
 ROWS["student camr int8 by location"] = ROWS["student camr int8"]._replace(locations=True)
 ROWS["base camr by location (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(locations=True)
-ROWS["student camr by location, earliest frames"] = ROWS["student camr by location"]._replace(location_sink=True)
+ROWS["student camr by location (5 sink frames + 3 recent chunks)"] = Row("student", MemorySettings("camr", 3, 0, 5), locations=True)
+ROWS["student camr by location to earliest frames"] = ROWS["student camr by location"]._replace(location_sink=True)
 ROWS["student camr scene oracle routing"] = ROWS["student camr"]._replace(oracle=True, oracle_characters=False)
 ROWS["student camr attention routing"] = ROWS["student camr"]._replace(router=False)
 ROWS["student camr attention-mass routing"] = ROWS["student camr"]._replace(router=False, attention_mass=True)
@@ -119,7 +120,7 @@ ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist
 ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
-for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "student camr by location, earliest frames", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location", "student camr head shortlist 10",
+for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "student camr by location (5 sink frames + 3 recent chunks)", "student camr by location to earliest frames", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location", "student camr head shortlist 10",
               "student camr (1 sink frame + top-4)", "student camr (1 sink frame + top-4) attention routing",
               "base camr attention routing (16 ODE steps)", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):

@@ -140,3 +140,20 @@ def test_locations_under_another_policy_are_noted() -> None:
     sp = parse("film: {memory: {policy: window}}\nshots:\n  - {prompt: a, duration: 2s, location: harbour}\n")
     assert "shot locations are only used by the camr policy's routing, not window" in sp.notes
     assert not any("location" in note for note in parse(SCRIPT).notes)
+
+
+def test_sink_frames_stay_at_their_location_and_route_elsewhere() -> None:
+    """Frames 0-4 open the film at location 0. A chunk there keeps them as sinks; a chunk at
+    location 1 routes their five slots to location 1's frames instead, at the same budget."""
+    bank, q = _bank(40, planted=7)
+    policy = CamrPolicy(recent_chunks=2, top_k=0, sink_frames=5)
+    places = torch.full((43,), 2)
+    places[:5] = 0
+    places[20:26] = 1
+    places[40:] = 0
+    home = _route(policy, bank, q, places)
+    assert home[:5] == [0, 1, 2, 3, 4] and len(home) == 11
+    places[40:] = 1
+    away = _route(policy, bank, q, places)
+    assert len(away) == 11 and 0 not in away and set(away[:5]) <= set(range(20, 26))
+    assert _route(policy, bank, q, None)[:5] == [0, 1, 2, 3, 4]  # without locations sinks always stay

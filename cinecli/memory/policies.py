@@ -124,7 +124,10 @@ class CamrPolicy:
     come first and relevance ranks among them; other frames fill the budget only when the
     location has fewer. Why: the chunk's queries at its first denoising step come from noise,
     and on long films they pick a later scene's frames barely above chance, while the truth's
-    picks bring its details back (docs/DEFAULT_MODEL_EVAL.md, "Routing by location").
+    picks bring its details back (docs/DEFAULT_MODEL_EVAL.md, "Routing by location"). Sink
+    frames are kept where the chunk is at their location; elsewhere their slots are routed too.
+    Why: the film's first frames carry what comes back when the film returns to its opening
+    scene, and pull the opening scene's details into every other one.
     """
 
     recent_chunks: int = 3
@@ -144,15 +147,19 @@ class CamrPolicy:
         b, dev = descriptors.shape[0], descriptors.device
         start = recent_start(num_frames, self.recent_chunks * chunk_frames, shot_start if self.shot_window else 0)
         sink_end = min(self.sink_frames, start)
+        top_k = self.top_k
+        away = same_place(places, 0, sink_end, num_frames, chunk_frames)
+        if away is not None and not bool(away.all()):  # the chunk is somewhere else than the sink frames: their slots route
+            sink_end, top_k = 0, top_k + sink_end
         recent = _arange(b, start, num_frames, dev)
         sink = _arange(b, 0, sink_end, dev)
         older = start - sink_end  # candidates: frames between sink and window
-        if older <= self.top_k:
+        if older <= top_k:
             routed = _arange(b, sink_end, start, dev)
         else:
             assert query is not None, "camr needs the chunk's queries"
             prefer = same_place(places, sink_end, start, num_frames, chunk_frames)
-            routed = route_older(query, descriptors[:, sink_end:start], self.top_k, layer, self.router, self.shortlist, prefer) + sink_end
+            routed = route_older(query, descriptors[:, sink_end:start], top_k, layer, self.router, self.shortlist, prefer) + sink_end
         return torch.cat([sink, routed, recent], dim=1)
 
 
