@@ -148,8 +148,7 @@ class CamrPolicy:
         start = recent_start(num_frames, self.recent_chunks * chunk_frames, shot_start if self.shot_window else 0)
         sink_end = min(self.sink_frames, start)
         top_k = self.top_k
-        away = same_place(places, 0, sink_end, num_frames, chunk_frames)
-        if away is not None and not bool(away.all()):  # the chunk is somewhere else than the sink frames: their slots route
+        if sink_end and not at_sinks(places, sink_end, num_frames, chunk_frames):  # the chunk is elsewhere: the sinks' slots route
             sink_end, top_k = 0, top_k + sink_end
         recent = _arange(b, start, num_frames, dev)
         sink = _arange(b, 0, sink_end, dev)
@@ -161,6 +160,18 @@ class CamrPolicy:
             prefer = same_place(places, sink_end, start, num_frames, chunk_frames)
             routed = route_older(query, descriptors[:, sink_end:start], top_k, layer, self.router, self.shortlist, prefer) + sink_end
         return torch.cat([sink, routed, recent], dim=1)
+
+
+def at_sinks(places: Tensor | None, sink_end: int, num_frames: int, chunk_frames: int) -> bool:
+    """Whether the chunk stays with its sink frames: no locations named, or every frame of the
+    chunk at the one location of all the sink frames. A chunk that straddles a cut into another
+    location does not: its new location's frames are routed in from its first chunk on."""
+    if places is None:
+        return True
+    here, sinks = places[num_frames : num_frames + chunk_frames], places[:sink_end]
+    if bool((here < 0).all()):
+        return True
+    return bool((sinks == sinks[0]).all()) and int(sinks[0]) >= 0 and bool((here == sinks[0]).all())
 
 
 def same_place(places: Tensor | None, start: int, end: int, num_frames: int, chunk_frames: int) -> Tensor | None:
