@@ -163,15 +163,16 @@ class CamrPolicy:
 
 
 def at_sinks(places: Tensor | None, sink_end: int, num_frames: int, chunk_frames: int) -> bool:
-    """Whether the chunk stays with its sink frames: no locations named, or every frame of the
-    chunk at the one location of all the sink frames. A chunk that straddles a cut into another
-    location does not: its new location's frames are routed in from its first chunk on."""
+    """Whether the chunk keeps its sink frames: no location named for the chunk's last frame, or
+    that frame at the one location of all the sink frames. The last frame decides: a chunk that
+    straddles a cut is drawn into the place it cuts to, and its first chunk sets how that place
+    looks for the rest of the shot."""
     if places is None:
         return True
-    here, sinks = places[num_frames : num_frames + chunk_frames], places[:sink_end]
-    if bool((here < 0).all()):
+    last, sinks = places[min(num_frames + chunk_frames, len(places)) - 1], places[:sink_end]
+    if int(last) < 0:
         return True
-    return bool((sinks == sinks[0]).all()) and int(sinks[0]) >= 0 and bool((here == sinks[0]).all())
+    return bool((sinks == last).all())
 
 
 def same_place(places: Tensor | None, start: int, end: int, num_frames: int, chunk_frames: int) -> Tensor | None:
