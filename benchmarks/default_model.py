@@ -43,7 +43,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -191,97 +191,96 @@ class TruthPastGenerator:
 
 
 @dataclasses.dataclass(frozen=True)
-class OracleRouting:
-    """CAMR whose routed frames the world's truth picks: older frames that show the chunk's scene
-    or its characters come first, ranked by relevance among themselves; the recent window and the
-    budget are camr's. What routing could give at best at the same cost, to tell a routing failure
-    from a model that does not use what it is given: a diagnostic, not a policy a render can run.
-    """
+class ScoredRouting:
+    """What the benchmark's routing diagnostics share: camr's recent window and budget, the
+    routed older frames the top k of `score` over the frames before the window (None: camr
+    routes as it would). Diagnostics, not policies a render can run."""
 
     camr: CamrPolicy
-    labels: tuple[frozenset[str], ...]  # per latent frame: its scene id and visible character ids
-    name: str = "camr-oracle"
-    needs_queries: bool = True
+    needs_queries: ClassVar[bool] = True
 
     def budget(self, chunk_frames: int) -> int | None:
         return self.camr.budget(chunk_frames)
 
-    def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0,
-               layer: int = 0, places: torch.Tensor | None = None) -> torch.Tensor:
-        start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
-        if start <= self.camr.top_k or query is None:
-            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer)
-        want = frozenset().union(*self.labels[num_frames : num_frames + chunk_frames])
-        shared = torch.tensor([len(self.labels[t] & want) for t in range(start)], dtype=torch.float32, device=descriptors.device)
-        rel = relevance(query, descriptors[:, :start])
-        score = shared * (2 * rel.abs().max() + 1) + rel  # shared labels first, relevance within
-        routed = score.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
-        recent = torch.arange(start, num_frames, device=descriptors.device).expand(descriptors.shape[0], -1)
-        return torch.cat([routed, recent], dim=1)
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionMassRouting:
-    """CAMR whose routed older frames are those the chunk's attention over the whole past weighs
-    most: every query token of the chunk against every key token of every older frame (one
-    softmax per head over the older frames, un-rotated, as raw relevance is), the mass summed per
-    frame. Raw relevance scores a frame by its mean key against the chunk's mean query; this
-    asks what the model's own attention would pick if it saw everything. A diagnostic, not a
-    policy a render can run: its cost grows with the film (`attention_mass_source` feeds it).
-    """
-
-    camr: CamrPolicy
-    bank: MemoryBank
-    name: str = "camr-attention-mass"
-    needs_queries: bool = True
-
-    def budget(self, chunk_frames: int) -> int | None:
-        return self.camr.budget(chunk_frames)
+    def score(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, older: torch.Tensor, layer: int,
+              places: torch.Tensor | None, tokens: torch.Tensor | None) -> torch.Tensor | None:
+        """[B, T] scores of the T older frames (their descriptors `older`)."""
+        raise NotImplementedError
 
     def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0,
                layer: int = 0, places: torch.Tensor | None = None, tokens: torch.Tensor | None = None) -> torch.Tensor:
         start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
-        if start <= self.camr.top_k or tokens is None:
-            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer)
-        dev = descriptors.device
+        score = None if start <= self.camr.top_k else self.score(num_frames, chunk_frames, query, descriptors[:, :start], layer, places, tokens)
+        if score is None:
+            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer, places)
+        routed = score.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
+        recent = torch.arange(start, num_frames, device=score.device).expand(score.shape[0], -1)
+        return torch.cat([routed, recent], dim=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleRouting(ScoredRouting):
+    """The world's truth picks camr's routed frames: older frames that show the chunk's scene or
+    its characters come first, ranked by relevance among themselves. What routing could give at
+    best at the same cost, to tell a routing failure from a model that does not use what it is
+    given.
+    """
+
+    labels: tuple[frozenset[str], ...] = ()  # per latent frame: its scene id and visible character ids
+    name: str = "camr-oracle"
+
+    def score(self, num_frames, chunk_frames, query, older, layer, places, tokens):  # type: ignore[no-untyped-def]
+        if query is None:
+            return None
+        want = frozenset().union(*self.labels[num_frames : num_frames + chunk_frames])
+        shared = torch.tensor([len(self.labels[t] & want) for t in range(older.shape[1])], dtype=torch.float32, device=older.device)
+        rel = relevance(query, older)
+        return shared * (2 * rel.abs().max() + 1) + rel  # shared labels first, relevance within
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionMassRouting(ScoredRouting):
+    """The routed older frames are those the chunk's attention over the whole past weighs most:
+    every query token of the chunk against every key token of every older frame (one softmax per
+    head over the older frames, un-rotated, as raw relevance is), the mass summed per frame; the
+    chunk's location first where the screenplay names it. Raw relevance scores a frame by its
+    mean key against the chunk's mean query; this asks what the model's own attention would pick
+    if it saw everything. Its cost grows with the film (`attention_mass_source` feeds it tokens).
+    """
+
+    bank: MemoryBank | None = None
+    name: str = "camr-attention-mass"
+
+    def score(self, num_frames, chunk_frames, query, older, layer, places, tokens):  # type: ignore[no-untyped-def]
+        if tokens is None or self.bank is None:
+            return None
+        dev, start = older.device, older.shape[1]
         keys, _ = self.bank.gather(layer, torch.arange(start, device=dev)[None].expand(tokens.shape[0], -1))  # [B, T, S, H, D]
         b, t, s, h, d = keys.shape
         mass = torch.zeros(b, t, device=dev)
         for head in range(h):
             logits = torch.einsum("bnd,bkd->bnk", tokens[:, :, head].float(), keys[:, :, :, head].reshape(b, t * s, d).float()) / d**0.5
             mass += logits.softmax(dim=-1).mean(dim=1).view(b, t, s).sum(dim=2)
-        mass = first(mass, same_place(places, 0, start, num_frames, chunk_frames))  # the chunk's location first, where the screenplay names it
-        routed = mass.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
-        recent = torch.arange(start, num_frames, device=dev).expand(b, -1)
-        return torch.cat([routed, recent], dim=1)
+        return first(mass, same_place(places, 0, start, num_frames, chunk_frames, dev))
 
 
 @dataclasses.dataclass(frozen=True)
-class LocationSinkRouting:
-    """CAMR by location whose routed frames are the location's earliest (a sink per location)
+class LocationSinkRouting(ScoredRouting):
+    """Routing by location whose routed frames are the location's earliest (a sink per location)
     rather than its most relevant; other frames, by relevance, only where the location has too
     few. Asks whether a location's first frames carry what comes back, as the film's first
     frames do for returns to the opening scene (the sink window leads there)."""
 
-    camr: CamrPolicy
     name: str = "camr-location-sink"
-    needs_queries: bool = True
 
-    def budget(self, chunk_frames: int) -> int | None:
-        return self.camr.budget(chunk_frames)
-
-    def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0,
-               layer: int = 0, places: torch.Tensor | None = None) -> torch.Tensor:
-        start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
-        prefer = same_place(places, 0, start, num_frames, chunk_frames)
-        if start <= self.camr.top_k or query is None or prefer is None:
-            return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer, places)
-        rel = relevance(query, descriptors[:, :start])
+    def score(self, num_frames, chunk_frames, query, older, layer, places, tokens):  # type: ignore[no-untyped-def]
+        start = older.shape[1]
+        prefer = same_place(places, 0, start, num_frames, chunk_frames, older.device)
+        if query is None or prefer is None:
+            return None
+        rel = relevance(query, older)
         early = -torch.arange(start, device=rel.device, dtype=rel.dtype).expand_as(rel)
-        score = torch.where(prefer, early + 2 * (rel.abs().amax(dim=1, keepdim=True) + start + 1), rel)
-        routed = score.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
-        recent = torch.arange(start, num_frames, device=rel.device).expand(rel.shape[0], -1)
-        return torch.cat([routed, recent], dim=1)
+        return torch.where(prefer, early + 2 * (rel.abs().amax(dim=1, keepdim=True) + start + 1), rel)
 
 
 def attention_mass_source(generator: ChunkGenerator) -> None:
@@ -368,11 +367,11 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
             director.generator.policy = dataclasses.replace(director.generator.policy, router=director.generator.policy.router if row.router else None,
                                                             shortlist=row.shortlist)
         if row.oracle:
-            director.generator.policy = OracleRouting(director.generator.policy, latent_labels(film, len(plan.latents), row.oracle_characters))
+            director.generator.policy = OracleRouting(director.generator.policy, labels=latent_labels(film, len(plan.latents), row.oracle_characters))
         if row.location_sink:
             director.generator.policy = LocationSinkRouting(director.generator.policy)
         if row.attention_mass:
-            director.generator.policy = AttentionMassRouting(director.generator.policy, director.generator.bank)
+            director.generator.policy = AttentionMassRouting(director.generator.policy, bank=director.generator.bank)
             attention_mass_source(director.generator)
         if row.truth_past:
             truth_past_director(director, film)

@@ -43,12 +43,12 @@ def test_plan_numbers_locations_ignoring_case() -> None:
     assert plan.locations == ("Harbour", "forest")
     per_shot = {plan.latents[i].shot: code for i, code in enumerate(plan.latent_locations)}
     assert per_shot == {0: 0, 1: 0, 2: 1, 3: -1, 4: 0}
-    assert latent_places(plan, torch.device("cpu")).tolist() == list(plan.latent_locations)
+    assert latent_places(plan).tolist() == list(plan.latent_locations)
 
 
 def test_a_screenplay_without_locations_routes_as_before() -> None:
     plan = plan_film(parse("shots:\n  - {prompt: a, duration: 2s}\n  - {prompt: b, duration: 2s}\n"), FMT)
-    assert plan.locations == () and latent_places(plan, torch.device("cpu")) is None
+    assert plan.locations == () and latent_places(plan) is None
 
 
 @pytest.mark.parametrize(("shot", "expected", "found"), [

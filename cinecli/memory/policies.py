@@ -34,7 +34,8 @@ class MemoryPolicy(Protocol):
         (its hard cut), for policies whose window stops there; `layer` the layer routing (each
         layer routes on its own queries and keys); `places` the screenplay's location of every
         latent frame of the film so far and of the chunk ([≥ num_frames + chunk_frames] long, -1
-        where none is named), for policies that remember the chunk's location first.
+        where none is named; a host tensor, so decisions on it need no device sync), for
+        policies that remember the chunk's location first.
         """
         ...
 
@@ -157,7 +158,7 @@ class CamrPolicy:
             routed = _arange(b, sink_end, start, dev)
         else:
             assert query is not None, "camr needs the chunk's queries"
-            prefer = same_place(places, sink_end, start, num_frames, chunk_frames)
+            prefer = same_place(places, sink_end, start, num_frames, chunk_frames, dev)
             routed = route_older(query, descriptors[:, sink_end:start], top_k, layer, self.router, self.shortlist, prefer) + sink_end
         return torch.cat([sink, routed, recent], dim=1)
 
@@ -175,16 +176,17 @@ def at_sinks(places: Tensor | None, sink_end: int, num_frames: int, chunk_frames
     return bool((sinks == last).all())
 
 
-def same_place(places: Tensor | None, start: int, end: int, num_frames: int, chunk_frames: int) -> Tensor | None:
-    """Which of the past frames [start, end) share a location with the chunk's frames [T] bool;
-    None where the chunk's frames name no location (routing is then by content alone)."""
+def same_place(places: Tensor | None, start: int, end: int, num_frames: int, chunk_frames: int, device: torch.device) -> Tensor | None:
+    """Which of the past frames [start, end) share a location with the chunk's frames: [T] bool
+    on `device`; None where the chunk's frames name no location (routing is then by content
+    alone). `places` lives on the host, so this never waits on the accelerator."""
     if places is None:
         return None
     here = places[num_frames : num_frames + chunk_frames]
     here = here[here >= 0]
     if not len(here):
         return None
-    return torch.isin(places[start:end], here)
+    return torch.isin(places[start:end], here).to(device)
 
 
 def route_older(query: Tensor, descriptors: Tensor, top_k: int, layer: int, router: RoutingHead | None, shortlist: int,

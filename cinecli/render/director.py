@@ -177,12 +177,14 @@ def plan_prompt(plan: Plan, shot: int) -> str:
     return " → ".join(plan.prompts[p] for _, p in changes)
 
 
-def latent_places(plan: Plan, device: torch.device) -> torch.Tensor | None:
-    """The screenplay's location of every latent frame as a tensor for routing, or None when it
-    names no location (routing is then by content alone, exactly as before locations existed)."""
+def latent_places(plan: Plan) -> torch.Tensor | None:
+    """The screenplay's location of every latent frame as a host tensor for routing, or None when
+    it names no location (routing is then by content alone, exactly as before locations existed).
+    On the host because routing reads it to decide shapes (whether sink frames stay), and a
+    device tensor would make every layer of every chunk wait for the accelerator to answer."""
     if not plan.locations:
         return None
-    return torch.tensor(plan.latent_locations, dtype=torch.long, device=device)
+    return torch.tensor(plan.latent_locations, dtype=torch.long)
 
 
 class Director:
@@ -206,7 +208,7 @@ class Director:
         self.generator = ChunkGenerator(
             bundle.transformer, self.session.bank, self.policy, film_sampler(bundle, sp, steps),
             latent_shape=bundle.latent_shape(plan.width, plan.height), chunk_frames=plan.chunk_frames,
-            places=latent_places(plan, self.device),
+            places=latent_places(plan),
         )
         self.prompts = PromptCache(bundle, self.device, self.dtype)
         self.segments = SegmentStore(options.state_dir / "segments", plan.fps, plan.width, plan.height)

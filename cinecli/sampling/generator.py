@@ -87,7 +87,7 @@ class ChunkGenerator:
         *,
         latent_shape: tuple[int, int, int],  # (C, h, w) of one latent frame
         chunk_frames: int,
-        places: Tensor | None = None,  # the screenplay's location per latent frame of the film (-1: none), for routing
+        places: Tensor | None = None,  # the screenplay's location per latent frame of the film (-1: none), on the host, for routing
     ) -> None:
         self.model = model
         self.places = places

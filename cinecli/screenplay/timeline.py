@@ -160,8 +160,7 @@ def plan_film(sp: Screenplay, fmt: FilmFormat) -> Plan:
     _check_owns_latents(sp, grid, latent_starts, latent_ends)
 
     prompts: dict[str, int] = {}
-    locations: dict[str, int] = {}  # by casefolded name: "Harbour" and "harbour" are one place
-    names: list[str] = []
+    locations: dict[str, str] = {}  # casefolded name → as first written: "Harbour" and "harbour" are one place
     notes = list(sp.notes)
     latents: list[LatentFrame] = []
     shots: list[ShotPlan] = []
@@ -176,15 +175,14 @@ def plan_film(sp: Screenplay, fmt: FilmFormat) -> Plan:
         used = tuple(dict.fromkeys(prompt for _, prompt in changes))
         location = -1
         if shot.location is not None:
-            location = locations.setdefault(shot.location.casefold(), len(locations))
-            if location == len(names):
-                names.append(shot.location)
+            locations.setdefault(shot.location.casefold(), shot.location)
+            location = list(locations).index(shot.location.casefold())
         shots.append(ShotPlan(
             shot.index, shot.id, frame_start, min(grid.frame_start(end), frames), start, end,
             scripted[shot.index], scripted[shot.index + 1], used, shot.cut, location,
         ))
     return Plan(frames, sp.film.width, sp.film.height, fps, grid, fmt.chunk_frames, tuple(latents),
-                tuple(prompts), tuple(shots), tuple(notes), tuple(names))
+                tuple(prompts), tuple(shots), tuple(notes), tuple(locations.values()))
 
 
 def _scripted_starts(shots: tuple[Shot, ...]) -> list[int]:
