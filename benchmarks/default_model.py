@@ -21,10 +21,13 @@ student keep a good first drawing?); camr with a recent window bounded by the sh
 (`shot_window`: after a hard cut only routing brings earlier shots back); and every memory row
 of either model "(truth past)": the world's own latents everywhere but the shots that return, so
 each return is scored against hidden details that only memory can bring back
-(`TruthPastGenerator`; read only the inter-shot columns of those rows). Two routing rows
-tell a routing failure from a model that ignores its memory: camr with raw relevance instead of
-the model's trained routing head (`attention routing`), and camr whose routed frames the world's
-truth picks (`oracle routing`, `OracleRouting`: the best routing could do at the same budget).
+(`TruthPastGenerator`; read only the inter-shot columns of those rows). Routing rows tell a
+routing failure from a model that ignores its memory: camr scored by the mean query's relevance
+instead of attention mass (`mean-query routing`, camr's earlier score), camr without a trained
+routing head where the model has one (`attention routing`), camr whose routed frames the world's
+truth picks (`oracle routing`, `OracleRouting`: the best routing could do at the same budget),
+and camr routed by attention over every stored key or over a few region means of each frame
+(`attention-mass`, `region-mass`: `AttentionMassRouting`, whose cost grows with the film).
 `--keep DIR` keeps every rendered film as DIR/<row>/<seed>.mp4 beside its screenplay
 (<seed>.yaml), so a film can be looked at or scored again (`cinecli eval`) without rendering it
 again; `--keep DIR --rescore` scores the films already kept there (after a change to
@@ -50,7 +53,7 @@ import torch
 
 from cinecli.eval.report import evaluate, returning_shots
 from cinecli.memory.bank import MemoryBank
-from cinecli.memory.policies import CamrPolicy, first, recent_start, relevance, same_place
+from cinecli.memory.policies import CamrPolicy, first, frame_scores, recent_start, relevance, same_place
 from cinecli.memory.router import load_router
 from cinecli.eval.metrics import judder
 from cinecli.model.autoencoder import AutoencoderConfig, load_autoencoder
@@ -77,10 +80,13 @@ class Row(NamedTuple):
     oracle: bool = False  # the world's truth picks camr's routed frames (`OracleRouting`)
     oracle_characters: bool = True  # the truth's picks share the chunk's characters too, not only its scene
     router: bool = True  # camr scores with the model's routing head, where it has one (False: raw relevance)
-    shortlist: int = 0  # CamrPolicy.shortlist: the head shortlists, raw relevance picks (0: the head picks)
+    shortlist: int = 0  # CamrPolicy.shortlist: the head shortlists, the score picks (0: the head picks)
+    scoring: str = "mass"  # CamrPolicy.scoring: "mass" (attention mass, the default) or "mean" (the mean query's relevance)
     locations: bool = False  # the screenplay names each shot's location (`location:`), which camr routes by
     location_sink: bool = False  # by location, the location's earliest frames instead of its most relevant (`LocationSinkRouting`)
     attention_mass: bool = False  # camr routes the older frames the chunk's own attention weighs most (`AttentionMassRouting`)
+    regions: tuple[int, int] | None = None  # with attention_mass: keys pooled to this grid of region means (rows, cols) first
+    pooled_queries: bool = False  # with regions: the chunk's queries pooled to the same regions too
 
 
 ROWS = {
@@ -116,11 +122,18 @@ ROWS["student camr scene oracle routing"] = ROWS["student camr"]._replace(oracle
 ROWS["student camr attention routing"] = ROWS["student camr"]._replace(router=False)
 ROWS["student camr attention-mass routing"] = ROWS["student camr"]._replace(router=False, attention_mass=True)
 ROWS["student camr attention-mass routing by location"] = ROWS["student camr attention-mass routing"]._replace(locations=True)
+ROWS["student camr region-mass routing by location (4x6 regions)"] = ROWS["student camr attention-mass routing by location"]._replace(regions=(4, 6))
+ROWS["student camr region-mass routing by location (2x3 regions)"] = ROWS["student camr attention-mass routing by location"]._replace(regions=(2, 3))
+ROWS["student camr mean-query routing"] = ROWS["student camr"]._replace(scoring="mean")
+ROWS["student camr mean-query routing by location"] = ROWS["student camr by location"]._replace(scoring="mean")
+ROWS["student camr region-mass routing by location (2x3 regions of keys and queries)"] = ROWS["student camr region-mass routing by location (2x3 regions)"]._replace(pooled_queries=True)
 ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist=10)
 ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
-for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "student camr by location (5 sink frames + 3 recent chunks)", "student camr by location to earliest frames", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location", "student camr head shortlist 10",
+for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "student camr by location (5 sink frames + 3 recent chunks)", "student camr by location to earliest frames", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location",
+              "student camr region-mass routing by location (4x6 regions)", "student camr region-mass routing by location (2x3 regions)",
+              "student camr region-mass routing by location (2x3 regions of keys and queries)", "student camr mean-query routing", "student camr mean-query routing by location", "student camr head shortlist 10",
               "student camr (1 sink frame + top-4)", "student camr (1 sink frame + top-4) attention routing",
               "base camr attention routing (16 ODE steps)", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
@@ -203,14 +216,14 @@ class ScoredRouting:
         return self.camr.budget(chunk_frames)
 
     def score(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, older: torch.Tensor, layer: int,
-              places: torch.Tensor | None, tokens: torch.Tensor | None) -> torch.Tensor | None:
-        """[B, T] scores of the T older frames (their descriptors `older`)."""
+              places: torch.Tensor | None) -> torch.Tensor | None:
+        """[B, T] scores of the T older frames (their descriptors `older`) for the chunk's query tokens."""
         raise NotImplementedError
 
     def select(self, num_frames: int, chunk_frames: int, query: torch.Tensor | None, descriptors: torch.Tensor, shot_start: int = 0,
-               layer: int = 0, places: torch.Tensor | None = None, tokens: torch.Tensor | None = None) -> torch.Tensor:
+               layer: int = 0, places: torch.Tensor | None = None) -> torch.Tensor:
         start = recent_start(num_frames, self.camr.recent_chunks * chunk_frames, 0)
-        score = None if start <= self.camr.top_k else self.score(num_frames, chunk_frames, query, descriptors[:, :start], layer, places, tokens)
+        score = None if start <= self.camr.top_k else self.score(num_frames, chunk_frames, query, descriptors[:, :start], layer, places)
         if score is None:
             return self.camr.select(num_frames, chunk_frames, query, descriptors, shot_start, layer, places)
         routed = score.topk(self.camr.top_k, dim=1).indices.sort(dim=1).values
@@ -221,7 +234,8 @@ class ScoredRouting:
 @dataclasses.dataclass(frozen=True)
 class OracleRouting(ScoredRouting):
     """The world's truth picks camr's routed frames: older frames that show the chunk's scene or
-    its characters come first, ranked by relevance among themselves. What routing could give at
+    its characters come first, ranked among themselves by the mean query's relevance (the score
+    camr used when this diagnostic was written, kept so its figures reproduce). What routing could give at
     best at the same cost, to tell a routing failure from a model that does not use what it is
     given.
     """
@@ -229,12 +243,12 @@ class OracleRouting(ScoredRouting):
     labels: tuple[frozenset[str], ...] = ()  # per latent frame: its scene id and visible character ids
     name: str = "camr-oracle"
 
-    def score(self, num_frames, chunk_frames, query, older, layer, places, tokens):  # type: ignore[no-untyped-def]
+    def score(self, num_frames, chunk_frames, query, older, layer, places):  # type: ignore[no-untyped-def]
         if query is None:
             return None
         want = frozenset().union(*self.labels[num_frames : num_frames + chunk_frames])
         shared = torch.tensor([len(self.labels[t] & want) for t in range(older.shape[1])], dtype=torch.float32, device=older.device)
-        rel = relevance(query, older)
+        rel = relevance(query.float().mean(dim=1), older)
         return shared * (2 * rel.abs().max() + 1) + rel  # shared labels first, relevance within
 
 
@@ -242,26 +256,42 @@ class OracleRouting(ScoredRouting):
 class AttentionMassRouting(ScoredRouting):
     """The routed older frames are those the chunk's attention over the whole past weighs most:
     every query token of the chunk against every key token of every older frame (one softmax per
-    head over the older frames, un-rotated, as raw relevance is), the mass summed per frame; the
-    chunk's location first where the screenplay names it. Raw relevance scores a frame by its
-    mean key against the chunk's mean query; this asks what the model's own attention would pick
-    if it saw everything. Its cost grows with the film (`attention_mass_source` feeds it tokens).
+    head over the older frames, un-rotated, as camr's scores are), the mass summed per frame; the
+    chunk's location first where the screenplay names it. camr scores each frame by its mean key
+    (`attention_mass`); this asks what the model's own attention would pick if it saw every key,
+    or (`grid`) the means of a few regions of each frame. Its cost grows with the film: it reads
+    every stored key of the past at every chunk and layer.
     """
 
     bank: MemoryBank | None = None
+    grid: tuple[int, int, int, int] | None = None  # (token rows, token cols, region rows, region cols): keys pooled to region means first
+    pool_queries: bool = False  # with a grid: the chunk's queries pooled to the same regions, each frame's on its own
     name: str = "camr-attention-mass"
 
-    def score(self, num_frames, chunk_frames, query, older, layer, places, tokens):  # type: ignore[no-untyped-def]
-        if tokens is None or self.bank is None:
+    def score(self, num_frames, chunk_frames, query, older, layer, places):  # type: ignore[no-untyped-def]
+        if query is None or self.bank is None:
             return None
+        tokens = query
         dev, start = older.device, older.shape[1]
         keys, _ = self.bank.gather(layer, torch.arange(start, device=dev)[None].expand(tokens.shape[0], -1))  # [B, T, S, H, D]
+        if self.grid is not None:
+            keys = pool_regions(keys, *self.grid)
+            if self.pool_queries:
+                b, n, h, d = tokens.shape
+                tokens = pool_regions(tokens.view(b, n // (self.grid[0] * self.grid[1]), self.grid[0] * self.grid[1], h, d), *self.grid).reshape(b, -1, h, d)
         b, t, s, h, d = keys.shape
         mass = torch.zeros(b, t, device=dev)
         for head in range(h):
             logits = torch.einsum("bnd,bkd->bnk", tokens[:, :, head].float(), keys[:, :, :, head].reshape(b, t * s, d).float()) / d**0.5
             mass += logits.softmax(dim=-1).mean(dim=1).view(b, t, s).sum(dim=2)
         return first(mass, same_place(places, 0, start, num_frames, chunk_frames, dev))
+
+
+def pool_regions(keys: torch.Tensor, rows: int, cols: int, grid_rows: int, grid_cols: int) -> torch.Tensor:
+    """Keys [B, T, rows*cols, H, D] (row-major tokens) → region means [B, T, grid_rows*grid_cols, H, D]."""
+    b, t, _, h, d = keys.shape
+    k = keys.float().view(b, t, grid_rows, rows // grid_rows, grid_cols, cols // grid_cols, h, d)
+    return k.mean(dim=(3, 5)).reshape(b, t, grid_rows * grid_cols, h, d)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,33 +303,14 @@ class LocationSinkRouting(ScoredRouting):
 
     name: str = "camr-location-sink"
 
-    def score(self, num_frames, chunk_frames, query, older, layer, places, tokens):  # type: ignore[no-untyped-def]
+    def score(self, num_frames, chunk_frames, query, older, layer, places):  # type: ignore[no-untyped-def]
         start = older.shape[1]
         prefer = same_place(places, 0, start, num_frames, chunk_frames, older.device)
         if query is None or prefer is None:
             return None
-        rel = relevance(query, older)
+        rel = frame_scores(query, older, self.camr.scoring)
         early = -torch.arange(start, device=rel.device, dtype=rel.dtype).expand_as(rel)
         return torch.where(prefer, early + 2 * (rel.abs().amax(dim=1, keepdim=True) + start + 1), rel)
-
-
-def attention_mass_source(generator: ChunkGenerator) -> None:
-    """Give the generator's chunks their whole query tokens to route on (`AttentionMassRouting`)."""
-    from cinecli.memory.active import ChunkAttention
-
-    class TokenRouted(ChunkAttention):
-        def _route(self, layer: int, q: torch.Tensor) -> torch.Tensor:
-            if layer not in self.routing.frames:
-                bank = self.bank
-                self.routing.frames[layer] = self.policy.select(bank.num_frames, self.chunk_frames, q.float().mean(dim=1), bank.descriptors(layer),
-                                                                self.shot_start, layer, places=self.places, tokens=q)
-            return self.routing.frames[layer]
-
-    def source(routing, req, write):  # type: ignore[no-untyped-def]
-        return TokenRouted(generator.bank, generator.policy, routing, chunk_frames=req.frames, rows=generator.rows, cols=generator.cols,
-                           rope=generator.model.rope, write=write, rotate=generator.model.rotate, shot_start=req.shot_start, places=generator.places)
-
-    generator._source = source  # type: ignore[method-assign]
 
 
 def latent_labels(film, latents: int, characters: bool = True) -> tuple[frozenset[str], ...]:  # type: ignore[no-untyped-def]
@@ -365,14 +376,15 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
         director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass, route=row.route)
         if isinstance(director.generator.policy, CamrPolicy):
             director.generator.policy = dataclasses.replace(director.generator.policy, router=director.generator.policy.router if row.router else None,
-                                                            shortlist=row.shortlist)
+                                                            shortlist=row.shortlist, scoring=row.scoring)
         if row.oracle:
             director.generator.policy = OracleRouting(director.generator.policy, labels=latent_labels(film, len(plan.latents), row.oracle_characters))
         if row.location_sink:
             director.generator.policy = LocationSinkRouting(director.generator.policy)
         if row.attention_mass:
-            director.generator.policy = AttentionMassRouting(director.generator.policy, bank=director.generator.bank)
-            attention_mass_source(director.generator)
+            gen = director.generator
+            grid = None if row.regions is None else (gen.rows, gen.cols, *row.regions)
+            director.generator.policy = AttentionMassRouting(gen.policy, bank=gen.bank, grid=grid, pool_queries=row.pooled_queries)
         if row.truth_past:
             truth_past_director(director, film)
     for _ in director.run():

@@ -20,7 +20,9 @@ Variants (one run, one process, same weights, same inputs), named by dash-separa
   -estimate      re-routed from the first clean estimate instead of held from the first
                  denoising step (`SamplerConfig.route`; one transformer pass more per chunk);
   -hold          with --offload: every layer's active set held for the chunk
-                 (`BankSpec.hold_offloaded`) instead of fetched from host memory per pass.
+                 (`BankSpec.hold_offloaded`) instead of fetched from host memory per pass;
+  -mean          camr scores frames by the mean query's relevance (`CamrPolicy.scoring`), the
+                 score before attention mass: the cost of routing by attention mass.
 `--history int8 --offload` keeps the history 8-bit in page-locked host memory (`BankSpec`), as a
 long film does; with `--chunks 404` the last chunks are at minute 5 of a 16-fps film, and
 "early ms" against "late ms" is the per-chunk time at minute 0 against minute 5.
@@ -37,6 +39,7 @@ PyTorch settings that only change speed: cuDNN autotuning, channels-last 3-D lay
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import json
 import platform
@@ -115,13 +118,14 @@ class Variant:
     route: str = "first-step"  # SamplerConfig.route
     backend: str = "auto"  # SDPA backend of the transformer
     hold: bool = False  # BankSpec.hold_offloaded
+    scoring: str = "mass"  # CamrPolicy.scoring ("mean": the mean query's relevance, the earlier score)
 
     @staticmethod
     def parse(name: str) -> "Variant":
         parts = name.split("-")
         return Variant(route="estimate" if "estimate" in parts else "first-step",
                        backend=next((b for b in ("flash", "cudnn", "efficient") if b in parts), "auto"),
-                       hold="hold" in parts)
+                       hold="hold" in parts, scoring="mean" if "mean" in parts else "mass")
 
 
 def first_chunk_ms(model: WanTransformer, decode: Callable | None, args: argparse.Namespace, shape: tuple[int, int, int], device: torch.device, dtype: torch.dtype,
@@ -181,7 +185,8 @@ def run_variant(model: WanTransformer, decode: Callable | None, args: argparse.N
     f = args.chunk_frames
     bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim, dtype=dtype, device=device,
                                storage=args.history, offload=args.offload, hold_offloaded=variant.hold, capacity=args.chunks * f))
-    gen = ChunkGenerator(model, bank, make_policy("camr"), SamplerConfig(steps=args.steps, route=variant.route), latent_shape=shape, chunk_frames=f)
+    policy = dataclasses.replace(make_policy("camr"), scoring=variant.scoring)  # type: ignore[type-var]
+    gen = ChunkGenerator(model, bank, policy, SamplerConfig(steps=args.steps, route=variant.route), latent_shape=shape, chunk_frames=f)
     g = torch.Generator().manual_seed(0)
     text = model.encode_text(torch.randn(1, 1, cfg.text_len, cfg.text_dim, generator=g).to(device, dtype))
     state = decode.init() if decode is not None else None  # type: ignore[attr-defined]

@@ -78,7 +78,7 @@ def test_oracle_routing_routes_the_older_frames_that_share_the_chunk_labels() ->
     camr = CamrPolicy(recent_chunks=3, top_k=5)
     oracle = bench.OracleRouting(camr, labels)
     g = torch.Generator().manual_seed(0)
-    query, desc = torch.randn(1, 2, 4, generator=g), torch.randn(1, 27, 2, 4, generator=g)
+    query, desc = torch.randn(1, 6, 2, 4, generator=g), torch.randn(1, 27, 2, 4, generator=g)
     picked = oracle.select(27, 3, query, desc, layer=2)[0].tolist()
     assert picked == [1, 4, 6, 8, 9] + list(range(18, 27))  # the truth's five, then camr's recent window
     assert oracle.budget(3) == camr.budget(3)

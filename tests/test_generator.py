@@ -138,6 +138,24 @@ def test_camr_routes_planted_frame_that_window_misses() -> None:
     assert len(chosen["camr"]) == len(chosen["window"]) == 9
 
 
+def test_camr_routes_the_frame_a_few_query_tokens_match() -> None:
+    """Two of the chunk's twelve query tokens (a character on screen) match one old frame; the
+    rest lean weakly towards twenty others (the scene). Attention mass routes the character's
+    frame in; the mean query, dominated by the scene, does not."""
+    g = torch.Generator().manual_seed(2)
+    scene, character = torch.zeros(2, 8), torch.zeros(2, 8)
+    scene[:, 0], character[:, 1] = 1.0, 1.0
+    desc = torch.randn(1, 40, 2, 8, generator=g) * 0.05
+    desc[0, 10:30] += scene * 3.0  # the scene's frames, a modest match for most tokens
+    desc[0, 5] += character * 6.0  # the frame the character was last seen in
+    query = (scene * 1.2).expand(1, 12, 2, 8).clone()
+    query[0, 3:5] = character * 2.0
+    picks = {scoring: CamrPolicy(recent_chunks=2, top_k=5, scoring=scoring).select(40, CHUNK, query, desc)[0, :5].tolist()
+             for scoring in ("mass", "mean")}
+    assert 5 in picks["mass"]
+    assert 5 not in picks["mean"]
+
+
 def test_active_tokens_constant_over_long_film() -> None:
     rows, cols = CFG.grid(H, W)
     for policy in (CamrPolicy(recent_chunks=3, top_k=5), WindowPolicy(recent_chunks=3, sink_frames=2)):
@@ -226,7 +244,7 @@ def test_shot_window_stops_at_the_hard_cut() -> None:
     right after the cut only routed frames remain, and the window refills as the shot goes on.
     Without it, the last shot's frames stay in the window across the cut."""
     desc = torch.randn(1, 30, 2, 8, generator=torch.Generator().manual_seed(0))
-    query = torch.randn(1, 2, 8, generator=torch.Generator().manual_seed(1))
+    query = torch.randn(1, 6, 2, 8, generator=torch.Generator().manual_seed(1))  # the chunk's query tokens
     bounded, plain = CamrPolicy(recent_chunks=3, top_k=5, shot_window=True), CamrPolicy(recent_chunks=3, top_k=5)
     at_cut = bounded.select(30, CHUNK, query, desc, shot_start=30)[0].tolist()
     assert len(at_cut) == 5 and max(at_cut) < 30  # routed frames only: no window yet

@@ -60,7 +60,7 @@ def test_camr_routes_by_the_head_when_it_has_one() -> None:
     frames, width = 30, 4
     desc = torch.randn(1, frames, 1, width, generator=g)
     desc[0, [2, 7, 11, 13, 17], 0, 3] = 50.0  # the head's pick: the five frames loudest in channel 3
-    query = torch.tensor([[[1.0, 1.0, 1.0, 0.0]]])  # raw relevance: the sum of channels 0-2, blind to channel 3
+    query = torch.tensor([[[[1.0, 1.0, 1.0, 0.0]]]])  # one query token; its scores read channels 0-2, blind to channel 3
     plain = CamrPolicy(recent_chunks=1, top_k=5)
     routed = dataclasses.replace(plain, router=_head_preferring_channel(width, 3))
     picked = routed.select(frames, 3, query, desc, layer=1)
@@ -123,19 +123,19 @@ def test_a_head_beside_a_generator_is_part_of_the_bundle_identity(tmp_path: Path
     assert file_sha256(weight_files(gen, ae)) != file_sha256([gen, ae])
 
 
-def test_a_shortlist_lets_the_head_retrieve_and_raw_relevance_choose() -> None:
-    from cinecli.memory.policies import relevance, route_older
+def test_a_shortlist_lets_the_head_retrieve_and_attention_choose() -> None:
+    from cinecli.memory.policies import attention_mass, route_older
 
     g = torch.Generator().manual_seed(0)
-    query, desc = torch.randn(2, 4, 8, generator=g), torch.randn(2, 30, 4, 8, generator=g)
+    query, desc = torch.randn(2, 6, 4, 8, generator=g), torch.randn(2, 30, 4, 8, generator=g)
     head = RoutingHead(2, 4, 8, 3)
     with torch.no_grad():
         head.query_proj.normal_(generator=g)
         head.key_proj.normal_(generator=g)
     picked = route_older(query, desc, 5, 1, head, 10)
-    short = head.scores(1, query, desc).topk(10, dim=1).indices
-    raw = relevance(query, desc)
+    short = head.scores(1, query.mean(dim=1), desc).topk(10, dim=1).indices
     for b in range(2):
-        assert picked[b].tolist() == sorted(short[b][raw[b, short[b]].topk(5).indices].tolist())
+        among = attention_mass(query[b : b + 1], desc[b : b + 1, short[b]])[0]
+        assert picked[b].tolist() == sorted(short[b][among.topk(5).indices].tolist())
     assert not torch.equal(picked, route_older(query, desc, 5, 1, head, 0))  # the head alone picks otherwise
-    assert torch.equal(route_older(query, desc, 5, 1, None, 10), raw.topk(5, dim=1).indices.sort(dim=1).values)
+    assert torch.equal(route_older(query, desc, 5, 1, None, 10), attention_mass(query, desc).topk(5, dim=1).indices.sort(dim=1).values)

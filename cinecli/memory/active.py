@@ -94,7 +94,7 @@ class ChunkAttention:
     def _route(self, layer: int, q: Tensor) -> Tensor:
         bank, policy = self.bank, self.policy
         if layer not in self.routing.frames:
-            query = q.float().mean(dim=1) if policy.needs_queries else None  # [B, H, D]
+            query = q if policy.needs_queries else None  # [B, N, H, D], un-rotated
             self.routing.frames[layer] = policy.select(bank.num_frames, self.chunk_frames, query, bank.descriptors(layer), self.shot_start, layer,
                                                         places=self.places)
         return self.routing.frames[layer]

@@ -29,8 +29,8 @@ class MemoryPolicy(Protocol):
                places: Tensor | None = None) -> Tensor:
         """Past frames to attend to: [B, n] long, sorted per row.
 
-        `query` is the chunk's mean query [B, H, D] (un-rotated); `descriptors` the bank's
-        per-frame mean keys [B, T, H, D]; `shot_start` the first latent frame of the chunk's shot
+        `query` is the chunk's queries [B, N, H, D] (every token, un-rotated); `descriptors` the
+        bank's per-frame mean keys [B, T, H, D]; `shot_start` the first latent frame of the chunk's shot
         (its hard cut), for policies whose window stops there; `layer` the layer routing (each
         layer routes on its own queries and keys); `places` the screenplay's location of every
         latent frame of the film so far and of the chunk ([≥ num_frames + chunk_frames] long, -1
@@ -108,8 +108,44 @@ def recent_start(num_frames: int, window: int, shot_start: int) -> int:
 
 
 def relevance(query: Tensor, descriptors: Tensor) -> Tensor:
-    """Score [B, T] of each past frame: Σ over heads and channels of mean-query · mean-key."""
+    """Score [B, T] of each past frame: Σ over heads and channels of mean-query · mean-key
+    (`query` the chunk's mean query [B, H, D])."""
     return torch.einsum("bhd,bthd->bt", query.float(), descriptors.float())
+
+
+def attention_mass(queries: Tensor, descriptors: Tensor) -> Tensor:
+    """Score [B, T] of each past frame: the share of the chunk's attention it would draw if every
+    past frame were one key (its mean key), averaged over the chunk's query tokens and summed over
+    heads.
+
+    Why not the mean query's dot product (`relevance`): averaging the queries first keeps only
+    what the whole chunk shares, mostly its prompt; a softmax per query token lets the tokens that
+    match a frame strongly pick it (the tokens of a character, or of a setting's landmark), as the
+    model's own attention does. On the world benchmark it brings back more of a return's details
+    at the same budget (docs/DEFAULT_MODEL_EVAL.md, "Routing by attention mass"). Heads go in
+    groups whose [N, T] logits stay under 2^26 elements together, so a long film's routing holds
+    no more than 256 MB of scores at once whatever the model's width.
+    """
+    q, k = queries.float(), descriptors.float()
+    b, n, h, d = q.shape
+    t = k.shape[1]
+    group = max(1, (1 << 26) // max(1, b * n * t))
+    mass = torch.zeros(b, t, device=k.device)
+    for start in range(0, h, group):
+        heads = slice(start, start + group)
+        logits = torch.einsum("bnhd,bthd->bhnt", q[:, :, heads], k[:, :, heads]) * d**-0.5
+        mass += logits.softmax(dim=-1).mean(dim=2).sum(dim=1)
+    return mass
+
+
+def frame_scores(queries: Tensor, descriptors: Tensor, scoring: str) -> Tensor:
+    """Score [B, T] of each past frame for the chunk's `queries` [B, N, H, D] by `scoring`:
+    "mass" (`attention_mass`) or "mean" (`relevance` of the mean query)."""
+    if scoring == "mass":
+        return attention_mass(queries, descriptors)
+    if scoring == "mean":
+        return relevance(queries.float().mean(dim=1), descriptors)
+    raise ValueError(f"unknown routing score {scoring!r}; choose mass or mean")
 
 
 @dataclass(frozen=True)
@@ -118,8 +154,9 @@ class CamrPolicy:
 
     A film that cuts back to an earlier scene finds it again because the old frames whose keys
     match the current queries are routed in, while the cost per chunk stays fixed. Relevance is
-    the model's trained routing head where it has one (`cinecli.memory.router`), else the raw
-    mean-query · mean-key product.
+    the model's trained routing head where it has one (`cinecli.memory.router`), else the
+    attention mass the chunk's query tokens put on each frame's mean key (`attention_mass`;
+    `scoring="mean"`: the mean query's dot product, the earlier score, kept for comparison).
 
     Where the screenplay names the chunk's location (`places`), older frames of that location
     come first and relevance ranks among them; other frames fill the budget only when the
@@ -136,7 +173,8 @@ class CamrPolicy:
     sink_frames: int = 0
     shot_window: bool = False  # the recent window stops at the chunk's shot start (see `recent_start`)
     router: RoutingHead | None = None
-    shortlist: int = 0  # with a router: it shortlists this many frames and raw relevance picks top_k of them (0: the router picks)
+    shortlist: int = 0  # with a router: it shortlists this many frames and `scoring` picks top_k of them (0: the router picks)
+    scoring: str = "mass"  # without a router: "mass" (`attention_mass`) or "mean" (`relevance` of the mean query)
     name: str = "camr"
     needs_queries: bool = True
 
@@ -159,7 +197,7 @@ class CamrPolicy:
         else:
             assert query is not None, "camr needs the chunk's queries"
             prefer = same_place(places, sink_end, start, num_frames, chunk_frames, dev)
-            routed = route_older(query, descriptors[:, sink_end:start], top_k, layer, self.router, self.shortlist, prefer) + sink_end
+            routed = route_older(query, descriptors[:, sink_end:start], top_k, layer, self.router, self.shortlist, prefer, self.scoring) + sink_end
         return torch.cat([sink, routed, recent], dim=1)
 
 
@@ -190,22 +228,24 @@ def same_place(places: Tensor | None, start: int, end: int, num_frames: int, chu
 
 
 def route_older(query: Tensor, descriptors: Tensor, top_k: int, layer: int, router: RoutingHead | None, shortlist: int,
-                prefer: Tensor | None = None) -> Tensor:
-    """Indices [B, top_k] (sorted) of the routed frames among `descriptors` [B, T, H, D].
+                prefer: Tensor | None = None, scoring: str = "mass") -> Tensor:
+    """Indices [B, top_k] (sorted) of the routed frames among `descriptors` [B, T, H, D] for the
+    chunk's queries `query` [B, N, H, D].
 
-    By raw relevance without a router; by the router's scores with one; with a router and a
-    `shortlist` above `top_k`, the router shortlists and raw relevance chooses among its picks
-    (retrieve, then rerank by what the model's own attention prefers). A shortlist that would
-    hold every candidate is no shortlist: the router then picks, as without one. Frames marked
-    in `prefer` [T] (the chunk's location) rank before all others, each group by its scores.
+    By `frame_scores` without a router; by the router's scores (of the mean query) with one; with
+    a router and a `shortlist` above `top_k`, the router shortlists and `frame_scores` chooses
+    among its picks (retrieve, then rerank by what the model's own attention prefers). A
+    shortlist that would hold every candidate is no shortlist: the router then picks, as without
+    one. Frames marked in `prefer` [T] (the chunk's location) rank before all others, each group
+    by its scores.
     """
     if router is None:
-        return first(relevance(query, descriptors), prefer).topk(top_k, dim=1).indices.sort(dim=1).values
-    scores = first(router.scores(layer, query, descriptors), prefer)
+        return first(frame_scores(query, descriptors, scoring), prefer).topk(top_k, dim=1).indices.sort(dim=1).values
+    scores = first(router.scores(layer, query.float().mean(dim=1), descriptors), prefer)
     if shortlist <= top_k or shortlist >= descriptors.shape[1]:
         return scores.topk(min(top_k, descriptors.shape[1]), dim=1).indices.sort(dim=1).values
     short = scores.topk(shortlist, dim=1).indices  # [B, s]
-    picked = relevance(query, descriptors.gather(1, short[:, :, None, None].expand(-1, -1, *descriptors.shape[2:])))
+    picked = frame_scores(query, descriptors.gather(1, short[:, :, None, None].expand(-1, -1, *descriptors.shape[2:])), scoring)
     if prefer is not None:
         picked = first(picked, prefer[short])
     return short.gather(1, picked.topk(top_k, dim=1).indices).sort(dim=1).values

@@ -11,8 +11,8 @@ The head maps a layer's normalised mean query and frame descriptors into a rank-
 their dot product ranks the past frames that show the chunk's setting and characters first
 (`cinecli train router` fits it on world films, teacher-forced). It reads only what CAMR already
 reads (the chunk's mean query and the bank's per-frame descriptors), so routing keeps its fixed
-cost per chunk, and the bank and its checkpoints are unchanged. A model without a head (a Wan
-checkpoint) routes by the raw relevance.
+cost per chunk, and the bank and its checkpoints are unchanged. A model without a head (the
+default model, a Wan checkpoint) routes by attention mass (`cinecli.memory.policies.attention_mass`).
 """
 
 from __future__ import annotations

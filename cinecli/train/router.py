@@ -163,7 +163,7 @@ class _QueryLog:
     def select(self, num_frames: int, chunk_frames: int, query: Tensor | None, descriptors: Tensor, shot_start: int = 0, layer: int = 0,
                places: Tensor | None = None) -> Tensor:
         assert query is not None
-        self.queries[layer] = query.float().flatten(1)
+        self.queries[layer] = query.float().mean(dim=1).flatten(1)
         return self.policy.select(num_frames, chunk_frames, query, descriptors, shot_start, layer, places)
 
 
