@@ -87,6 +87,8 @@ class Row(NamedTuple):
     attention_mass: bool = False  # camr routes the older frames the chunk's own attention weighs most (`AttentionMassRouting`)
     regions: tuple[int, int] | None = None  # with attention_mass: keys pooled to this grid of region means (rows, cols) first
     pooled_queries: bool = False  # with regions: the chunk's queries pooled to the same regions too
+    cutless: bool = False  # camr never routes the frames that open a shot (`CutlessRouting`)
+    openings_first: bool = False  # camr routes the frames that open a shot first (`CutlessRouting.openings_first`)
 
 
 ROWS = {
@@ -127,13 +129,19 @@ ROWS["student camr region-mass routing by location (2x3 regions)"] = ROWS["stude
 ROWS["student camr mean-query routing"] = ROWS["student camr"]._replace(scoring="mean")
 ROWS["student camr mean-query routing by location"] = ROWS["student camr by location"]._replace(scoring="mean")
 ROWS["student camr region-mass routing by location (2x3 regions of keys and queries)"] = ROWS["student camr region-mass routing by location (2x3 regions)"]._replace(pooled_queries=True)
+ROWS["student camr without shot openings"] = ROWS["student camr"]._replace(cutless=True)
+ROWS["student camr by location without shot openings"] = ROWS["student camr by location"]._replace(cutless=True)
+ROWS["student camr shot openings first"] = ROWS["student camr"]._replace(openings_first=True)
+ROWS["student camr by location shot openings first"] = ROWS["student camr by location"]._replace(openings_first=True)
 ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist=10)
 ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
 for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "student camr by location (5 sink frames + 3 recent chunks)", "student camr by location to earliest frames", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location",
               "student camr region-mass routing by location (4x6 regions)", "student camr region-mass routing by location (2x3 regions)",
-              "student camr region-mass routing by location (2x3 regions of keys and queries)", "student camr mean-query routing", "student camr mean-query routing by location", "student camr head shortlist 10",
+              "student camr region-mass routing by location (2x3 regions of keys and queries)", "student camr mean-query routing", "student camr mean-query routing by location",
+              "student camr without shot openings", "student camr by location without shot openings",
+              "student camr shot openings first", "student camr by location shot openings first", "student camr head shortlist 10",
               "student camr (1 sink frame + top-4)", "student camr (1 sink frame + top-4) attention routing",
               "base camr attention routing (16 ODE steps)", "student window", "student window recent-only", "student full", "student none",
               "base camr (16 ODE steps)", "base window (16 ODE steps)", "base window recent-only (16 ODE steps)", "base none (16 ODE steps)"):
@@ -295,6 +303,28 @@ def pool_regions(keys: torch.Tensor, rows: int, cols: int, grid_rows: int, grid_
 
 
 @dataclasses.dataclass(frozen=True)
+class CutlessRouting(ScoredRouting):
+    """camr's score with the frames that open a shot (the film's first frame and every frame after
+    a hard cut) never routed: their keys carry the cut embedding's modulation, which every chunk's
+    queries may match whatever the frame shows. Asks whether routing picks shot openings for
+    being openings."""
+
+    cuts: frozenset[int] = frozenset()  # latent frames that open a shot
+    openings_first: bool = False  # instead of never: shot openings rank first (within the chunk's location, where named)
+    name: str = "camr-cutless"
+
+    def score(self, num_frames, chunk_frames, query, older, layer, places):  # type: ignore[no-untyped-def]
+        if query is None:
+            return None
+        opening = torch.tensor([t in self.cuts for t in range(older.shape[1])], device=older.device)
+        scores = frame_scores(query, older, self.camr.scoring)
+        if self.openings_first:
+            scores = first(scores, opening)
+        scores = first(scores, same_place(places, 0, older.shape[1], num_frames, chunk_frames, older.device))
+        return scores if self.openings_first else scores.masked_fill(opening, float("-inf"))
+
+
+@dataclasses.dataclass(frozen=True)
 class LocationSinkRouting(ScoredRouting):
     """Routing by location whose routed frames are the location's earliest (a sink per location)
     rather than its most relevant; other frames, by relevance, only where the location has too
@@ -379,6 +409,9 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
                                                             shortlist=row.shortlist, scoring=row.scoring)
         if row.oracle:
             director.generator.policy = OracleRouting(director.generator.policy, labels=latent_labels(film, len(plan.latents), row.oracle_characters))
+        if row.cutless or row.openings_first:
+            openings = frozenset(p.latent_start for p in plan.shots if p.index == 0 or p.cut == "cut")
+            director.generator.policy = CutlessRouting(director.generator.policy, cuts=openings, openings_first=row.openings_first)
         if row.location_sink:
             director.generator.policy = LocationSinkRouting(director.generator.policy)
         if row.attention_mass:
