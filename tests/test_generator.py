@@ -156,6 +156,18 @@ def test_camr_routes_the_frame_a_few_query_tokens_match() -> None:
     assert 5 not in picks["mean"]
 
 
+def test_attention_mass_in_head_groups_equals_all_heads_at_once() -> None:
+    """A long film's routing scores its heads a few at a time; the scores must not change."""
+    from cinecli.memory.policies import attention_mass
+
+    g = torch.Generator().manual_seed(4)
+    query, desc = torch.randn(2, 12, 5, 8, generator=g), torch.randn(2, 30, 5, 8, generator=g)
+    whole = attention_mass(query, desc)
+    for limit in (1, 2 * 12 * 30, 3 * 2 * 12 * 30):  # one head, one head, three heads per group
+        assert torch.allclose(attention_mass(query, desc, max_elements=limit), whole, atol=1e-6)
+    assert torch.allclose(whole.sum(dim=1), torch.full((2,), 5.0))  # each head's mass sums to one
+
+
 def test_active_tokens_constant_over_long_film() -> None:
     rows, cols = CFG.grid(H, W)
     for policy in (CamrPolicy(recent_chunks=3, top_k=5), WindowPolicy(recent_chunks=3, sink_frames=2)):

@@ -113,7 +113,7 @@ def relevance(query: Tensor, descriptors: Tensor) -> Tensor:
     return torch.einsum("bhd,bthd->bt", query.float(), descriptors.float())
 
 
-def attention_mass(queries: Tensor, descriptors: Tensor) -> Tensor:
+def attention_mass(queries: Tensor, descriptors: Tensor, max_elements: int = 1 << 26) -> Tensor:
     """Score [B, T] of each past frame: the share of the chunk's attention it would draw if every
     past frame were one key (its mean key), averaged over the chunk's query tokens and summed over
     heads.
@@ -123,13 +123,13 @@ def attention_mass(queries: Tensor, descriptors: Tensor) -> Tensor:
     match a frame strongly pick it (the tokens of a character, or of a setting's landmark), as the
     model's own attention does. On the world benchmark it brings back more of a return's details
     at the same budget (docs/DEFAULT_MODEL_EVAL.md, "Routing by attention mass"). Heads go in
-    groups whose [N, T] logits stay under 2^26 elements together, so a long film's routing holds
-    no more than 256 MB of scores at once whatever the model's width.
+    groups whose [N, T] logits stay under `max_elements` together (2^26: 256 MB of float32), so a
+    long film's routing holds no more than that at once whatever the model's width.
     """
     q, k = queries.float(), descriptors.float()
     b, n, h, d = q.shape
     t = k.shape[1]
-    group = max(1, (1 << 26) // max(1, b * n * t))
+    group = max(1, max_elements // max(1, b * n * t))
     mass = torch.zeros(b, t, device=k.device)
     for start in range(0, h, group):
         heads = slice(start, start + group)
