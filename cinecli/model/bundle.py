@@ -36,7 +36,7 @@ class ModelBundle:
     weights_id: str  # sha256 over the weight files, or a description of the random init
     trained: bool
     quantization: str = "none"  # "none" or "int8" (the transformer's block linears); part of weights_id
-    router: RoutingHead | None = None  # CAMR's trained routing head (`cinecli.memory.router`); None: raw relevance
+    router: RoutingHead | None = None  # CAMR's trained routing head (`cinecli.memory.router`); None: attention mass
 
     @property
     def format(self) -> FilmFormat:
