@@ -53,7 +53,7 @@ import torch
 
 from cinecli.eval.report import evaluate, returning_shots
 from cinecli.memory.bank import MemoryBank
-from cinecli.memory.policies import CamrPolicy, first, frame_scores, recent_start, relevance, same_place
+from cinecli.memory.policies import CamrPolicy, attention_mass, first, frame_scores, recent_start, same_place
 from cinecli.memory.router import load_router
 from cinecli.eval.metrics import judder
 from cinecli.model.autoencoder import AutoencoderConfig, load_autoencoder
@@ -87,8 +87,7 @@ class Row(NamedTuple):
     attention_mass: bool = False  # camr routes the older frames the chunk's own attention weighs most (`AttentionMassRouting`)
     regions: tuple[int, int] | None = None  # with attention_mass: keys pooled to this grid of region means (rows, cols) first
     pooled_queries: bool = False  # with regions: the chunk's queries pooled to the same regions too
-    cutless: bool = False  # camr never routes the frames that open a shot (`CutlessRouting`)
-    openings_first: bool = False  # camr routes the frames that open a shot first (`CutlessRouting.openings_first`)
+    openings: str | None = None  # camr routes the frames that open a shot "never" or "first" (`OpeningRouting`)
 
 
 ROWS = {
@@ -129,10 +128,10 @@ ROWS["student camr region-mass routing by location (2x3 regions)"] = ROWS["stude
 ROWS["student camr mean-query routing"] = ROWS["student camr"]._replace(scoring="mean")
 ROWS["student camr mean-query routing by location"] = ROWS["student camr by location"]._replace(scoring="mean")
 ROWS["student camr region-mass routing by location (2x3 regions of keys and queries)"] = ROWS["student camr region-mass routing by location (2x3 regions)"]._replace(pooled_queries=True)
-ROWS["student camr without shot openings"] = ROWS["student camr"]._replace(cutless=True)
-ROWS["student camr by location without shot openings"] = ROWS["student camr by location"]._replace(cutless=True)
-ROWS["student camr shot openings first"] = ROWS["student camr"]._replace(openings_first=True)
-ROWS["student camr by location shot openings first"] = ROWS["student camr by location"]._replace(openings_first=True)
+ROWS["student camr without shot openings"] = ROWS["student camr"]._replace(openings="never")
+ROWS["student camr by location without shot openings"] = ROWS["student camr by location"]._replace(openings="never")
+ROWS["student camr shot openings first"] = ROWS["student camr"]._replace(openings="first")
+ROWS["student camr by location shot openings first"] = ROWS["student camr by location"]._replace(openings="first")
 ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist=10)
 ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
@@ -256,7 +255,7 @@ class OracleRouting(ScoredRouting):
             return None
         want = frozenset().union(*self.labels[num_frames : num_frames + chunk_frames])
         shared = torch.tensor([len(self.labels[t] & want) for t in range(older.shape[1])], dtype=torch.float32, device=older.device)
-        rel = relevance(query.float().mean(dim=1), older)
+        rel = frame_scores(query, older, "mean")
         return shared * (2 * rel.abs().max() + 1) + rel  # shared labels first, relevance within
 
 
@@ -288,10 +287,7 @@ class AttentionMassRouting(ScoredRouting):
                 b, n, h, d = tokens.shape
                 tokens = pool_regions(tokens.view(b, n // (self.grid[0] * self.grid[1]), self.grid[0] * self.grid[1], h, d), *self.grid).reshape(b, -1, h, d)
         b, t, s, h, d = keys.shape
-        mass = torch.zeros(b, t, device=dev)
-        for head in range(h):
-            logits = torch.einsum("bnd,bkd->bnk", tokens[:, :, head].float(), keys[:, :, :, head].reshape(b, t * s, d).float()) / d**0.5
-            mass += logits.softmax(dim=-1).mean(dim=1).view(b, t, s).sum(dim=2)
+        mass = attention_mass(tokens, keys.reshape(b, t * s, h, d)).view(b, t, s).sum(dim=2)  # every key one "frame", summed per frame
         return first(mass, same_place(places, 0, start, num_frames, chunk_frames, dev))
 
 
@@ -303,25 +299,26 @@ def pool_regions(keys: torch.Tensor, rows: int, cols: int, grid_rows: int, grid_
 
 
 @dataclasses.dataclass(frozen=True)
-class CutlessRouting(ScoredRouting):
+class OpeningRouting(ScoredRouting):
     """camr's score with the frames that open a shot (the film's first frame and every frame after
-    a hard cut) never routed: their keys carry the cut embedding's modulation, which every chunk's
-    queries may match whatever the frame shows. Asks whether routing picks shot openings for
-    being openings."""
+    a hard cut, `LatentFrame.cut`) never routed, or routed first (`openings`: "never" or "first";
+    the chunk's location still ranks before them). Their keys carry the cut embedding's
+    modulation, which every chunk's queries may match whatever the frame shows: asks whether
+    routing picks shot openings for being openings, and whether it should pick them more."""
 
-    cuts: frozenset[int] = frozenset()  # latent frames that open a shot
-    openings_first: bool = False  # instead of never: shot openings rank first (within the chunk's location, where named)
-    name: str = "camr-cutless"
+    cuts: tuple[bool, ...] = ()  # per latent frame of the film: whether it opens a shot
+    openings: str = "never"
+    name: str = "camr-openings"
 
     def score(self, num_frames, chunk_frames, query, older, layer, places):  # type: ignore[no-untyped-def]
         if query is None:
             return None
-        opening = torch.tensor([t in self.cuts for t in range(older.shape[1])], device=older.device)
+        opening = torch.tensor(self.cuts[: older.shape[1]], device=older.device)
         scores = frame_scores(query, older, self.camr.scoring)
-        if self.openings_first:
+        if self.openings == "first":
             scores = first(scores, opening)
         scores = first(scores, same_place(places, 0, older.shape[1], num_frames, chunk_frames, older.device))
-        return scores if self.openings_first else scores.masked_fill(opening, float("-inf"))
+        return scores if self.openings == "first" else scores.masked_fill(opening, float("-inf"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,9 +406,8 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
                                                             shortlist=row.shortlist, scoring=row.scoring)
         if row.oracle:
             director.generator.policy = OracleRouting(director.generator.policy, labels=latent_labels(film, len(plan.latents), row.oracle_characters))
-        if row.cutless or row.openings_first:
-            openings = frozenset(p.latent_start for p in plan.shots if p.index == 0 or p.cut == "cut")
-            director.generator.policy = CutlessRouting(director.generator.policy, cuts=openings, openings_first=row.openings_first)
+        if row.openings is not None:
+            director.generator.policy = OpeningRouting(director.generator.policy, cuts=tuple(lf.cut for lf in plan.latents), openings=row.openings)
         if row.location_sink:
             director.generator.policy = LocationSinkRouting(director.generator.policy)
         if row.attention_mass:

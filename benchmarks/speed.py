@@ -39,8 +39,8 @@ PyTorch settings that only change speed: cuDNN autotuning, channels-last 3-D lay
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import contextlib
+import dataclasses
 import json
 import platform
 import statistics
