@@ -67,12 +67,28 @@ def test_bad_locations_name_the_line_and_field(shot: str, expected: str, found: 
 
 
 def test_a_location_changes_the_hash_of_its_shot_and_later_ones_only() -> None:
-    plain = "shots:\n  - {prompt: a, duration: 2s}\n  - {prompt: b, duration: 2s}\n  - {prompt: c, duration: 2s}\n"
+    """With memory settings of its own; otherwise the first location named changes the film's
+    memory defaults, and so every shot (next test)."""
+    plain = "film: {memory: {top_k: 5}}\nshots:\n  - {prompt: a, duration: 2s}\n  - {prompt: b, duration: 2s}\n  - {prompt: c, duration: 2s}\n"
     tagged = plain.replace("{prompt: b, duration: 2s}", "{prompt: b, duration: 2s, location: Forest}")
     recased = tagged.replace("Forest", "forest")
     a, b, c = shot_hashes(parse(plain)), shot_hashes(parse(tagged)), shot_hashes(parse(recased))
     assert a[0] == b[0] and a[1] != b[1] and a[2] != b[2]
     assert b == c  # one place, however it is cased
+
+
+def test_locations_bring_their_memory_defaults_unless_the_screenplay_sets_them() -> None:
+    located = parse(SCRIPT)
+    assert (located.film.memory.sink_frames, located.film.memory.top_k) == (5, 0)
+    assert any("film.memory defaults to sink_frames: 5, top_k: 0" in note for note in located.notes)
+    plain = parse(SCRIPT.replace(", location: Harbour", "").replace(", location: forest", "").replace(", location: harbour", ""))
+    assert (plain.film.memory.sink_frames, plain.film.memory.top_k) == (0, 5) and plain.notes == ()
+    assert all(x != y for x, y in zip(shot_hashes(plain), shot_hashes(located)))  # every shot renders with other memory
+    for given in ("{top_k: 5}", "{sink_frames: 2}", "{top_k: 3, sink_frames: 0}"):
+        own = parse(SCRIPT.replace("film: {seed: 1}", f"film: {{seed: 1, memory: {given}}}"))
+        expected = {"top_k": 5, "sink_frames": 0} | {k.strip(): int(v) for k, v in (kv.split(":") for kv in given.strip("{}").split(","))}
+        assert (own.film.memory.top_k, own.film.memory.sink_frames) == (expected["top_k"], expected["sink_frames"])
+        assert not any("defaults to" in note for note in own.notes)
 
 
 def _bank(frames: int, planted: int) -> tuple[MemoryBank, torch.Tensor]:
@@ -139,7 +155,7 @@ def test_world_screenplays_can_name_their_settings() -> None:
 def test_locations_under_another_policy_are_noted() -> None:
     sp = parse("film: {memory: {policy: window}}\nshots:\n  - {prompt: a, duration: 2s, location: harbour}\n")
     assert "shot locations are only used by the camr policy's routing, not window" in sp.notes
-    assert not any("location" in note for note in parse(SCRIPT).notes)
+    assert not any("only used by the camr" in note for note in parse(SCRIPT).notes)
 
 
 def test_sink_frames_stay_at_their_location_and_route_elsewhere() -> None:

@@ -369,9 +369,45 @@ def _screenplay_from_tree(root: Node, path: Path, fmt: FilmFormat, sha256: str) 
     shots = _shots(top.get("shots"), root, fps, report)
     if report.problems or film is None or shots is None:
         raise ScreenplayError(report.problems)
-    if film.memory.policy != "camr" and any(shot.location is not None for shot in shots):
+    located = any(shot.location is not None for shot in shots)
+    if film.memory.policy != "camr" and located:
         report.notes.append(f"shot locations are only used by the camr policy's routing, not {film.memory.policy}")
+    memory = located_memory(film.memory, _memory_keys(top.get("film")), located)
+    if memory != film.memory:
+        film = replace(film, memory=memory)
+        report.notes.append(f"shots name locations, so film.memory defaults to sink_frames: {memory.sink_frames}, top_k: {memory.top_k} "
+                            "(the film's first latent frames while a chunk is at their location, the chunk's location routed "
+                            "elsewhere); set either to choose otherwise")
     return Screenplay(path, film, shots, sha256, tuple(report.notes))
+
+
+LOCATED_SINK_FRAMES = 5  # with locations: the film's first latent frames kept while a chunk is at their location
+
+
+def located_memory(memory: MemorySettings, given: frozenset[str], located: bool) -> MemorySettings:
+    """The memory defaults of a screenplay whose shots name locations: `sink_frames: 5, top_k: 0`
+    (the same 14-frame budget as `top_k: 5`), unless the screenplay sets either itself.
+
+    Why: with locations, CAMR keeps sink frames only while the chunk is at their location and
+    routes their slots by location elsewhere, so the opening scene comes back from its first
+    frames and later scenes from their own. On the benchmark films with the film's own past
+    that leads routing by location with the old defaults by +0.029 ± 0.010 (12 films of 30-45 s)
+    and +0.020 ± 0.016 (the 12 shortest) in inter-shot consistency, cut accuracy level
+    (docs/DEFAULT_MODEL_EVAL.md, "Routing by location").
+    """
+    if not located or given & {"sink_frames", "top_k"}:
+        return memory
+    return replace(memory, sink_frames=LOCATED_SINK_FRAMES, top_k=0)
+
+
+def _memory_keys(film: Node | None) -> frozenset[str]:
+    """The keys the screenplay itself gives under film.memory (already validated by `_film`)."""
+    if not isinstance(film, MappingNode):
+        return frozenset()
+    memory = next((v for k, v in film.value if isinstance(k, ScalarNode) and k.value == "memory"), None)
+    if not isinstance(memory, MappingNode):
+        return frozenset()
+    return frozenset(str(k.value) for k, v in memory.value if isinstance(k, ScalarNode) and not _is_null(v))
 
 
 def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> FilmSettings | None:
