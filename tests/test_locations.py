@@ -84,10 +84,9 @@ def test_locations_bring_their_memory_defaults_unless_the_screenplay_sets_them()
     plain = parse(SCRIPT.replace(", location: Harbour", "").replace(", location: forest", "").replace(", location: harbour", ""))
     assert (plain.film.memory.sink_frames, plain.film.memory.top_k) == (0, 5) and plain.notes == ()
     assert all(x != y for x, y in zip(shot_hashes(plain), shot_hashes(located)))  # every shot renders with other memory
-    for given in ("{top_k: 5}", "{sink_frames: 2}", "{top_k: 3, sink_frames: 0}"):
+    for given, top_k, sink_frames in (("{top_k: 5}", 5, 0), ("{sink_frames: 2}", 5, 2), ("{top_k: 3, sink_frames: 0}", 3, 0)):
         own = parse(SCRIPT.replace("film: {seed: 1}", f"film: {{seed: 1, memory: {given}}}"))
-        expected = {"top_k": 5, "sink_frames": 0} | {k.strip(): int(v) for k, v in (kv.split(":") for kv in given.strip("{}").split(","))}
-        assert (own.film.memory.top_k, own.film.memory.sink_frames) == (expected["top_k"], expected["sink_frames"])
+        assert (own.film.memory.top_k, own.film.memory.sink_frames) == (top_k, sink_frames)
         assert not any("defaults to" in note for note in own.notes)
 
 

@@ -364,15 +364,16 @@ def _screenplay_from_tree(root: Node, path: Path, fmt: FilmFormat, sha256: str) 
     top = _fields(root, "", TOP_KEYS, "a screenplay: a mapping with 'film' and 'shots'", report)
     if top is None:
         raise ScreenplayError(report.problems)
-    film = _film(top.get("film"), path, fmt, report)
-    fps = film.fps if film is not None else fmt.default_fps
+    parsed = _film(top.get("film"), path, fmt, report)
+    fps = parsed[0].fps if parsed is not None else fmt.default_fps
     shots = _shots(top.get("shots"), root, fps, report)
-    if report.problems or film is None or shots is None:
+    if report.problems or parsed is None or shots is None:
         raise ScreenplayError(report.problems)
+    film, memory_given = parsed
     located = any(shot.location is not None for shot in shots)
     if film.memory.policy != "camr" and located:
         report.notes.append(f"shot locations are only used by the camr policy's routing, not {film.memory.policy}")
-    memory = located_memory(film.memory, _memory_keys(top.get("film")), located)
+    memory = located_memory(film.memory, memory_given, located)
     if memory != film.memory:
         film = replace(film, memory=memory)
         report.notes.append(f"shots name locations, so film.memory defaults to sink_frames: {memory.sink_frames}, top_k: {memory.top_k} "
@@ -400,18 +401,9 @@ def located_memory(memory: MemorySettings, given: frozenset[str], located: bool)
     return replace(memory, sink_frames=LOCATED_SINK_FRAMES, top_k=0)
 
 
-def _memory_keys(film: Node | None) -> frozenset[str]:
-    """The keys the screenplay itself gives under film.memory (already validated by `_film`)."""
-    if not isinstance(film, MappingNode):
-        return frozenset()
-    memory = next((v for k, v in film.value if isinstance(k, ScalarNode) and k.value == "memory"), None)
-    if not isinstance(memory, MappingNode):
-        return frozenset()
-    return frozenset(str(k.value) for k, v in memory.value if isinstance(k, ScalarNode) and not _is_null(v))
-
-
-def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> FilmSettings | None:
-    """Film-wide settings; every one is optional and defaults to the model's."""
+def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> tuple[FilmSettings, frozenset[str]] | None:
+    """Film-wide settings, every one optional and defaulting to the model's, and the keys the
+    screenplay gives under film.memory (some defaults depend on the shots: `located_memory`)."""
     values = {} if _is_null(node) else _fields(node, "film", FILM_KEYS, "a mapping of film settings", report)
     if values is None:
         return None
@@ -431,7 +423,8 @@ def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> Fi
     size = get("resolution", lambda n: _resolution(n, fmt, report), fmt.default_resolution)
     fps = get("fps", lambda n: _fps(n, fmt, report), fmt.default_fps)
     seed = get("seed", lambda n: _seed(n, "film.seed", report), 0)
-    memory = get("memory", lambda n: _memory(n, report), MemorySettings())
+    memory, memory_given = get("memory", lambda n: _memory(n, report), (MemorySettings(), frozenset()))  # type: ignore[misc]
+    ok = ok and memory is not None
     if isinstance(memory, MemorySettings) and memory.sink_frames and memory.policy not in ("camr", "window"):
         report.notes.append(f"film.memory.sink_frames is only used by the camr and window policies, not {memory.policy}")
     if isinstance(memory, MemorySettings) and memory.shot_window and memory.policy not in ("camr", "window"):
@@ -442,7 +435,7 @@ def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> Fi
     if not ok:
         return None
     width, height = size  # type: ignore[misc]
-    return FilmSettings(title, model, width, height, fps, seed, memory, quantize, steps, guidance)  # type: ignore[arg-type]
+    return FilmSettings(title, model, width, height, fps, seed, memory, quantize, steps, guidance), memory_given  # type: ignore[arg-type]
 
 
 def _resolution(node: Node, fmt: FilmFormat, report: _Report) -> tuple[int, int] | None:
@@ -481,10 +474,11 @@ def _fps(node: Node, fmt: FilmFormat, report: _Report) -> int | None:
     return value
 
 
-def _memory(node: Node, report: _Report) -> MemorySettings | None:
+def _memory(node: Node, report: _Report) -> tuple[MemorySettings | None, frozenset[str]]:
+    """The memory settings (None where one is invalid) and the keys the screenplay gives."""
     values = _fields(node, "film.memory", MEMORY_KEYS, "a mapping of memory settings", report)
     if values is None:
-        return None
+        return None, frozenset()
     defaults = MemorySettings()
     parsed: dict[str, object] = {}
     for key in MEMORY_KEYS:
@@ -498,9 +492,10 @@ def _memory(node: Node, report: _Report) -> MemorySettings | None:
         else:
             parsed[key] = _int(value_node, f"film.memory.{key}", 0, 1_000_000, report,
                                "a whole number, 0 or more")
+    given = frozenset(key for key, value_node in values.items() if not _is_null(value_node))
     if any(value is None for value in parsed.values()):
-        return None
-    return MemorySettings(**parsed)  # type: ignore[arg-type]
+        return None, given
+    return MemorySettings(**parsed), given  # type: ignore[arg-type]
 
 
 def _shots(node: Node | None, root: Node, fps: int, report: _Report) -> tuple[Shot, ...] | None:
