@@ -267,6 +267,46 @@ def test_student_draw_is_the_chunk_generation_draws_after_that_past() -> None:
     assert not torch.allclose(early, film, atol=1e-2)  # exiting at the first step gives the rougher first estimate
 
 
+def test_routed_student_draw_is_the_chunk_rendering_draws_through_camr_memory() -> None:
+    """Distribution matching through memory (`dmd_routed`) compares the teacher with the draws the
+    student renders: given its own film as the past and the same noise, its draw of every chunk
+    through the CAMR active set is that film, and it differs from the draw against the whole past
+    once routing has to choose."""
+    from cinecli.memory.bank import BankSpec, MemoryBank
+    from cinecli.memory.policies import CamrPolicy
+    from cinecli.model.config import preset
+    from cinecli.model.transformer import WanTransformer
+    from cinecli.sampling.generator import ChunkGenerator, ChunkRequest, SamplerConfig, frame_noise
+    from cinecli.train.distill import routed_student_draw
+
+    cfg = preset("tiny", dim=64, num_layers=2, num_heads=2, ffn_dim=128, text_dim=32, freq_dim=32, text_len=6, in_channels=4, out_channels=4)
+    torch.manual_seed(1)
+    model = WanTransformer(cfg).eval()
+    h, w, chunk, chunks, steps = 4, 6, 3, 5, 3
+    f = chunk * chunks
+    text = model.encode_text(torch.randn(1, 2, cfg.text_len, cfg.text_dim, generator=torch.Generator().manual_seed(2)))
+    prompts = [0] * 7 + [1] * 8
+    cuts = [i in (0, 7) for i in range(f)]
+    seeds = [list(range(c * chunk, (c + 1) * chunk)) for c in range(chunks)]
+    rows, cols = cfg.grid(h, w)
+    bank = MemoryBank(BankSpec(cfg.num_layers, 1, rows * cols, cfg.num_heads, cfg.head_dim))
+    policy = CamrPolicy(recent_chunks=1, top_k=2)  # budget 5 of 15 frames: routing chooses from the third chunk on
+    gen = ChunkGenerator(model, bank, policy, SamplerConfig(steps=steps, shift=5.0), latent_shape=(cfg.in_channels, h, w), chunk_frames=chunk)
+    with torch.no_grad():
+        film = torch.cat([gen.generate(ChunkRequest(c, tuple(prompts[c * chunk:(c + 1) * chunk]), tuple(cuts[c * chunk:(c + 1) * chunk]),
+                                                    tuple(seeds[c])), text).latents for c in range(chunks)], dim=2)
+        dcfg = DistillConfig(chunk_frames=chunk, student_steps=steps, shift=5.0, recent_chunks=1, top_k=2)
+        noise = lambda k, i: frame_noise(seeds[k], i, (cfg.in_channels, h, w))  # noqa: E731 - the noise generation draws
+        drawn = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dcfg, steps - 1, noise)
+        whole = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dataclasses.replace(dcfg, top_k=f), steps - 1, noise)
+    torch.testing.assert_close(drawn, film, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(whole[:, :, :6], film[:, :, :6], atol=1e-4, rtol=1e-4)  # two chunks in, the budget holds the whole past
+    assert not torch.allclose(whole[:, :, 6:], film[:, :, 6:], atol=1e-2)  # later, the whole past is not what the student renders from
+    x0 = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dcfg, 1, noise)
+    x0.square().mean().backward()
+    assert all(p.grad is not None for p in model.blocks[0].parameters())  # the exit step carries gradient to the student
+
+
 def test_dmd_target_pulls_draws_from_the_critic_towards_the_teacher() -> None:
     from cinecli.train.distill import dmd_target
 
@@ -303,6 +343,12 @@ def test_distribution_matching_phase_trains_student_and_critic_and_resumes(tmp_p
     more = dataclasses.replace(dcfg, dmd_steps=3, dmd_regression=1.0)
     train_distill(more, tmp_path / "d", card=card, data=_fake_batches(24), log=logs.append)
     assert [r["step"] for r in logs] == [1, 2, 3, 4]
+    # through memory: 9 latent frames, a budget of 4, so routing chooses for the last chunk
+    routed = dataclasses.replace(more, dmd_steps=4, dmd_regression=0.0, dmd_routed=True, top_k=1, recent_chunks=1)
+    before = load_file_tensor(tmp_path / "d" / "student.safetensors")
+    train_distill(routed, tmp_path / "d", card=card, data=_fake_batches(36), log=logs.append)
+    assert [r["phase"] for r in logs[4:]] == ["dmd"] and torch.isfinite(torch.tensor(logs[-1]["loss"]))
+    assert not torch.equal(load_file_tensor(tmp_path / "d" / "student.safetensors"), before)
 
 
 def load_file_tensor(path: Path) -> torch.Tensor:

@@ -24,6 +24,11 @@ steps (gradient through one randomly chosen step), the draw is noised again, and
 teacher's denoising of it is compared with that of a critic trained alongside on the student's own
 draws; the student moves each draw along the difference, towards what the teacher would draw and
 away from what it draws itself. Each chunk is conditioned on the clean past, as in the packed phase.
+With `dmd_routed`, the student draws chunk by chunk through its memory bank with the CAMR active
+set, as it renders, on the routed phase's longer clips; teacher and critic still judge each draw
+against the whole clean past. Routed regression teaches the mean of the teacher's answers and
+loses the student's sharper choices (reverse shots at dialogue cuts); matching distributions
+through memory keeps them while the student learns to use what routing gives it.
 
     cinecli train distill configs/train/distill.yaml runs/distill
 """
@@ -92,6 +97,7 @@ class DistillConfig:
     critic_init: str = ""  # the critic's starting weights (default: the teacher's), to continue a distribution-matching run
     dmd_shift: float = 3.0  # noise levels at which the draws are compared: shifted uniform, as the base model trained
     dmd_regression: float = 0.0  # weight of the packed regression loss added to each distribution-matching step (0: none)
+    dmd_routed: bool = False  # distribution-matching draws chunk by chunk through memory (see the module docstring)
     max_minutes: float = 0.0  # wall-clock budget (0: none); with routed steps the phase switch follows time then
 
 
@@ -211,6 +217,37 @@ def student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Ten
     return x0
 
 
+def routed_student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Tensor, cfg: DistillConfig, exit_step: int,
+                        noise: Callable[[int, int], Tensor]) -> Tensor:
+    """The student's clean draw of every chunk as rendering draws it: chunk by chunk against its CAMR active set.
+
+    Steps and gradient as in `student_draw`, but each chunk attends to the recent chunks and the
+    older frames routed at its first step (from noise, as rendering routes) instead of the whole
+    past; the clean past `z` enters the bank after each chunk as rendering writes its own. At
+    inference the student never sees more than that, so it must learn to draw from it.
+    `noise(chunk, step)` gives each step's noise [B, C, n, H, W].
+    """
+    b, _, f = z.shape[:3]
+    levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas().tolist()
+    memory = ClipMemory.open(student, z, CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k))
+    grad = torch.is_grad_enabled()
+    draws = []
+    for k, start in enumerate(range(0, f, cfg.chunk_frames)):
+        sl = slice(start, min(start + cfg.chunk_frames, f))
+        fp, cut = torch.arange(sl.start, sl.stop, device=z.device).expand(b, -1), cuts[:, sl]
+        x, routing = noise(k, 0).to(z), Routing()
+        for i in range(exit_step + 1):
+            sigma = torch.full((b, sl.stop - sl.start), levels[i], device=z.device)
+            held = routing if i == 0 else Routing(frames=dict(routing.frames))  # the first step's choice, fresh buffers for the graph
+            with torch.set_grad_enabled(i == exit_step and grad):
+                x0 = predict_x0(x.float(), memory.forward(x, sigma, ctx, fp, cut, held), levels[i])
+            if i < exit_step:
+                x = add_noise(x0.detach(), noise(k, i + 1).to(x0), levels[i + 1]).to(z)
+        draws.append(x0)
+        memory.remember(z[:, :, sl], detached(ctx), fp, cut, routing)
+    return torch.cat(draws, dim=2)
+
+
 def dmd_target(x0: Tensor, real: Tensor, fake: Tensor) -> Tensor:
     """Where a draw `x0` is pulled: one step along (real − fake) denoisings, normalised per clip.
 
@@ -242,7 +279,13 @@ def dmd_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTrans
     """The student's distribution-matching loss of one batch, and its draws (detached) for the critic."""
     b, f = z.shape[0], z.shape[2]
     exit_step = int(torch.randint(0, cfg.student_steps, (), generator=gen))
-    x0 = student_draw(student, encode_prompts(s_text, student, batch.prompts, 0.0, gen), z, batch.cuts.to(z.device), cfg, exit_step, gen)
+    ctx, cuts = encode_prompts(s_text, student, batch.prompts, 0.0, gen), batch.cuts.to(z.device)
+    if cfg.dmd_routed:
+        shape = (b, z.shape[1], cfg.chunk_frames, *z.shape[3:])
+        x0 = routed_student_draw(student, ctx, z, cuts, cfg, exit_step,
+                                 lambda k, i: torch.randn(shape, generator=gen)[:, :, :min(cfg.chunk_frames, f - k * cfg.chunk_frames)])
+    else:
+        x0 = student_draw(student, ctx, z, cuts, cfg, exit_step, gen)
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.dmd_shift, gen, z.device).clamp(0.02, 0.98)
     x_t = add_noise(x0.detach(), torch.randn(z.shape, generator=gen).to(z.device), sigma[:, None, :, None, None])
     real, fake = denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, cfg)
@@ -360,11 +403,11 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
         if p >= 1.0:
             break
         phase = phase_at(p, cfg)
-        if phase == "routed" and routed is None:
+        if (phase == "routed" or phase == "dmd" and cfg.dmd_routed) and routed is None:  # both draw longer clips that revisit scenes
             routed = data or batches(cfg.seed + 7 + step, batch=cfg.routed_batch, frames=cfg.routed_latent_frames * card.temporal_stride,
                                      workers=cfg.num_workers, montage=cfg.routed_montage)
         step += 1
-        batch = next(routed if phase == "routed" else packed)  # type: ignore[arg-type]
+        batch = next(routed if phase == "routed" or phase == "dmd" and cfg.dmd_routed else packed)  # type: ignore[arg-type]
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps)
         z = to_latents(ae, batch, dev)
