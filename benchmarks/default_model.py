@@ -88,6 +88,8 @@ class Row(NamedTuple):
     regions: tuple[int, int] | None = None  # with attention_mass: keys pooled to this grid of region means (rows, cols) first
     pooled_queries: bool = False  # with regions: the chunk's queries pooled to the same regions too
     openings: str | None = None  # camr routes the frames that open a shot "never" or "first" (`OpeningRouting`)
+    cut_guidance: float = 1.0  # SamplerConfig.cut_guidance: chunks that cut pushed away from themselves without their cut flags
+    cut_guidance_steps: int = 1  # SamplerConfig.cut_guidance_steps: at this many first steps
 
 
 ROWS = {
@@ -135,6 +137,10 @@ ROWS["student camr by location shot openings first"] = ROWS["student camr by loc
 ROWS["student camr head shortlist 10"] = ROWS["student camr"]._replace(shortlist=10)
 ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("camr", 3, 4, 1))
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
+ROWS["student camr cut guidance 2 (every step)"] = ROWS["student camr"]._replace(cut_guidance=2.0, cut_guidance_steps=4)
+ROWS["student camr cut guidance 3 (every step)"] = ROWS["student camr"]._replace(cut_guidance=3.0, cut_guidance_steps=4)
+ROWS["student camr cut guidance 2"] = ROWS["student camr"]._replace(cut_guidance=2.0)
+ROWS["student camr cut guidance 3"] = ROWS["student camr"]._replace(cut_guidance=3.0)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
 for _name in ("student camr", "student camr estimate routing", "student camr oracle routing", "student camr scene oracle routing", "student camr by location", "student camr by location (5 sink frames + 3 recent chunks)", "student camr by location to earliest frames", "base camr by location (16 ODE steps)", "student camr attention routing", "student camr attention-mass routing", "student camr attention-mass routing by location",
               "student camr region-mass routing by location (4x6 regions)", "student camr region-mass routing by location (2x3 regions)",
@@ -400,7 +406,8 @@ def render_eval(bundle, film, row: Row, work: Path) -> tuple[dict, float]:
     if row.variant == "keyframes":
         keyframe_director(director, bundle[1])
     else:
-        director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass, route=row.route)
+        director.generator.sampler = dataclasses.replace(director.generator.sampler, memory_pass=row.memory_pass, route=row.route,
+                                                          cut_guidance=row.cut_guidance, cut_guidance_steps=row.cut_guidance_steps)
         if isinstance(director.generator.policy, CamrPolicy):
             director.generator.policy = dataclasses.replace(director.generator.policy, router=director.generator.policy.router if row.router else None,
                                                             shortlist=row.shortlist, scoring=row.scoring)

@@ -307,3 +307,26 @@ def test_film_guidance_overrides_the_models_sampler() -> None:
     plain = parse_screenplay_text(shots, Path("p.yaml"), fmt)
     assert film_sampler(Model(), guided) == SamplerConfig(steps=6, guidance=1.5)  # type: ignore[arg-type]
     assert film_sampler(Model(), plain) == SamplerConfig(steps=4, guidance=1.0)  # type: ignore[arg-type]
+
+
+def test_cut_guidance_moves_only_the_chunks_that_cut() -> None:
+    """`cut_guidance`: a chunk holding a hard cut is pushed away from its own draw without the cut
+    flags, at one forward more per pushed step on that chunk only; chunks without a cut cost nothing more."""
+    torch.manual_seed(1)
+    model = WanTransformer(preset("tiny", dim=64, num_layers=2, num_heads=2, ffn_dim=128, text_dim=32, freq_dim=32, text_len=6,
+                                  in_channels=4, out_channels=4, cut_embedding=True)).eval()
+    rows, cols = CFG.grid(H, W)
+    cuts = [(True, False, False), (False,) * CHUNK, (True, False, False)]  # the film opens, then cuts at the third chunk
+    films, calls = {}, {}
+    for g in (1.0, 3.0):
+        bank = MemoryBank(BankSpec(CFG.num_layers, 1, rows * cols, CFG.num_heads, CFG.head_dim))
+        gen = ChunkGenerator(model, bank, FullPolicy(), SamplerConfig(steps=3, cut_guidance=g, cut_guidance_steps=2), latent_shape=(CFG.in_channels, H, W),
+                             chunk_frames=CHUNK)
+        text = _text(model, 2)
+        films[g] = [gen.generate(ChunkRequest(c, (c // 2,) * CHUNK, cuts[c], tuple(range(c * CHUNK, (c + 1) * CHUNK))), text).latents for c in range(3)]
+        calls[g] = gen.calls
+    assert calls == {1.0: 3 * 4, 3.0: 3 * 4 + 2 * 2}  # two chunks cut, pushed at their first two steps
+    assert not torch.allclose(films[3.0][0], films[1.0][0], atol=1e-3)  # the opening chunk carries a cut flag too
+    assert not torch.allclose(films[3.0][2], films[1.0][2], atol=1e-3)
+    plain = SamplerConfig(steps=3)
+    assert (plain.cut_guidance, plain.cut_guidance_steps) == (1.0, 1)  # off unless asked for; then at the first step

@@ -35,6 +35,8 @@ class SamplerConfig:
     guidance: float = 1.0
     route: Literal["first-step", "estimate"] = "first-step"  # when a content-aware policy routes (see `generate`)
     memory_pass: Literal["clean", "last-step"] = "clean"  # where the chunk's keys/values for memory come from (see `generate`)
+    cut_guidance: float = 1.0  # chunks holding a hard cut: the velocity pushed away from the same chunk without its cut flags (1: off)
+    cut_guidance_steps: int = 1  # ... at this many first steps, where the picture's layout is decided (later steps only refine it)
 
     @property
     def schedule(self) -> StepSchedule:
@@ -114,13 +116,20 @@ class ChunkGenerator:
         )
 
     def _velocity(self, x: Tensor, sigma: float, req: ChunkRequest, cond: tuple[Tensor, Tensor], text: TextContext, uncond: TextContext | None, routing: Routing,
-                  write: bool = False) -> Tensor:
+                  write: bool = False, cut_push: bool = False) -> Tensor:
         model = self.model
         fp, cut = cond
         t = torch.full((1, req.frames), sigma * 1000.0, device=self.device)
         src = self._source(routing, req, write=write)
         self.calls += 1
         v = model(x, t, text, fp, src, cut)
+        if cut_push and self.sampler.cut_guidance != 1.0 and bool(cut.any()):
+            # A dialogue's reverse shot differs little from the shot before it, and a model that leans
+            # on its past draws the continuation; extrapolating from the chunk without its cut flags
+            # strengthens what the cut embedding asks for (one more forward, on the chunks that cut).
+            self.calls += 1
+            v_n = model(x, t, text, fp, self._source(routing, req, write=False), torch.zeros_like(cut))
+            v = v_n + self.sampler.cut_guidance * (v - v_n)
         if uncond is not None and self.sampler.guidance != 1.0:
             self.calls += 1
             v_u = model(x, t, uncond, torch.zeros_like(fp), self._source(routing, req, write=False), cut)  # memory takes the prompted pass
@@ -190,7 +199,7 @@ class ChunkGenerator:
         # 1. denoise over the step list (see the docstring for when routing is computed)
         last_step = self.sampler.memory_pass == "last-step"
         for i, (s, s_next) in enumerate(zip(sig[:-1], sig[1:])):
-            v = self._velocity(x, s, req, (fp, cut), text, uncond, routing, write=last_step and s_next == 0)
+            v = self._velocity(x, s, req, (fp, cut), text, uncond, routing, write=last_step and s_next == 0, cut_push=i < self.sampler.cut_guidance_steps)
             reroute = i == 0 and s_next > 0 and self._routing_chooses(req.frames)
             if self.sampler.mode == "ode":
                 if reroute:
