@@ -305,7 +305,9 @@ def test_film_guidance_overrides_the_models_sampler() -> None:
     shots = "shots:\n  - {prompt: a red circle in a forest, duration: 2s}\n"
     guided = parse_screenplay_text("film: {guidance: 1.5, steps: 6}\n" + shots, Path("g.yaml"), fmt)
     plain = parse_screenplay_text(shots, Path("p.yaml"), fmt)
+    cutting = parse_screenplay_text("film: {cut_guidance: 2}\n" + shots, Path("c.yaml"), fmt)
     assert film_sampler(Model(), guided) == SamplerConfig(steps=6, guidance=1.5)  # type: ignore[arg-type]
+    assert film_sampler(Model(), cutting) == SamplerConfig(steps=4, guidance=1.0, cut_guidance=2.0)  # type: ignore[arg-type]
     assert film_sampler(Model(), plain) == SamplerConfig(steps=4, guidance=1.0)  # type: ignore[arg-type]
 
 

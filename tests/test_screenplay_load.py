@@ -67,6 +67,17 @@ def test_guidance_is_a_number_and_defaults_to_the_model() -> None:
     assert parse("film: {guidance: 2}\nshots:\n  - {duration: 2s, prompt: x}\n").film.guidance == 2.0
 
 
+def test_cut_guidance_is_a_number_that_enters_the_shot_hashes() -> None:
+    from cinecli.screenplay.timeline import shot_hashes
+
+    shots = "shots:\n  - {duration: 2s, prompt: x}\n"
+    plain, cutting = parse(shots), parse("film: {cut_guidance: 2}\n" + shots)
+    assert plain.film.cut_guidance is None and cutting.film.cut_guidance == 2.0
+    assert shot_hashes(plain) != shot_hashes(cutting)  # a film rendered without it is not reused
+    (problem,) = problems("film: {cut_guidance: 0.5}\n" + shots)
+    assert (problem.line, problem.field) == (1, "film.cut_guidance") and problem.expected == "a number from 1 to 10"
+
+
 def test_shot_window_is_read_and_noted_where_no_window_exists() -> None:
     sp = parse("film:\n  memory: {policy: camr, shot_window: true}\nshots:\n  - {duration: 2s, prompt: x}\n")
     assert sp.film.memory == MemorySettings("camr", shot_window=True) and sp.notes == ()

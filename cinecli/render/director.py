@@ -125,9 +125,11 @@ def policy_for(sp: Screenplay, router: RoutingHead | None = None) -> MemoryPolic
 
 
 def film_sampler(bundle: ModelBundle, sp: Screenplay, steps: int | None = None) -> SamplerConfig:
-    """The model's sampler with the film's (or the caller's) steps and the film's guidance, where set."""
+    """The model's sampler with the film's (or the caller's) steps and the film's guidance and cut guidance, where set."""
     sampler = bundle.sampler(steps or sp.film.steps)
-    return sampler if sp.film.guidance is None else replace(sampler, guidance=sp.film.guidance)
+    if sp.film.guidance is not None:
+        sampler = replace(sampler, guidance=sp.film.guidance)
+    return sampler if sp.film.cut_guidance is None else replace(sampler, cut_guidance=sp.film.cut_guidance)
 
 
 def chunk_request(plan: Plan, chunk: int) -> tuple[ChunkRequest, tuple[str, ...]]:

@@ -41,11 +41,12 @@ MAX_ID_CHARS = 64
 MAX_LOCATION_CHARS = 200
 STEPS_RANGE = (1, 1000)
 GUIDANCE_RANGE = (1.0, 20.0)
+CUT_GUIDANCE_RANGE = (1.0, 10.0)
 ANY_FPS_RANGE = (1, 120)
 SEED_LIMIT = 2**63
 
 TOP_KEYS = ("film", "shots")
-FILM_KEYS = ("title", "model", "resolution", "fps", "seed", "memory", "quantize", "steps", "guidance")
+FILM_KEYS = ("title", "model", "resolution", "fps", "seed", "memory", "quantize", "steps", "guidance", "cut_guidance")
 MEMORY_KEYS = ("policy", "recent_chunks", "top_k", "sink_frames", "shot_window")
 SHOT_KEYS = ("id", "duration", "prompt", "cut", "seed", "events", "location")
 EVENT_KEYS = ("at", "prompt")
@@ -432,10 +433,11 @@ def _film(node: Node | None, path: Path, fmt: FilmFormat, report: _Report) -> tu
     quantize = get("quantize", lambda n: _choice(n, "film.quantize", QUANTIZE_MODES, report), "none")
     steps = get("steps", lambda n: _int(n, "film.steps", *STEPS_RANGE, report), None)
     guidance = get("guidance", lambda n: _number(n, "film.guidance", *GUIDANCE_RANGE, report), None)
+    cut_guidance = get("cut_guidance", lambda n: _number(n, "film.cut_guidance", *CUT_GUIDANCE_RANGE, report), None)
     if not ok:
         return None
     width, height = size  # type: ignore[misc]
-    return FilmSettings(title, model, width, height, fps, seed, memory, quantize, steps, guidance), memory_given  # type: ignore[arg-type]
+    return FilmSettings(title, model, width, height, fps, seed, memory, quantize, steps, guidance, cut_guidance), memory_given  # type: ignore[arg-type]
 
 
 def _resolution(node: Node, fmt: FilmFormat, report: _Report) -> tuple[int, int] | None:

@@ -45,6 +45,7 @@ class FilmSettings:
     quantize: Quantize
     steps: int | None
     guidance: float | None = None  # classifier-free guidance against the empty prompt (1: none)
+    cut_guidance: float | None = None  # chunks that hold a hard cut pushed away from their draw without the cut (1: none)
 
 
 @dataclass(frozen=True)

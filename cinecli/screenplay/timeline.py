@@ -279,6 +279,7 @@ def shot_hashes(sp: Screenplay) -> tuple[str, ...]:
         "memory": [film.memory.policy, film.memory.recent_chunks, film.memory.top_k, film.memory.sink_frames]
         + ([True] if film.memory.shot_window else []),  # only when on, so hashes of earlier renders still match
         **({"guidance": film.guidance} if film.guidance is not None else {}),  # likewise
+        **({"cut_guidance": film.cut_guidance} if film.cut_guidance is not None else {}),  # likewise
     })
     hashes: list[str] = []
     for shot in sp.shots:

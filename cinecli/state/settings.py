@@ -51,6 +51,7 @@ def frame_settings(sp: Screenplay, plan: Plan, *, model: str, weights_id: str, c
         "steps": steps,
         "sampler": sampler,
         **({"guidance": film.guidance} if film.guidance is not None else {}),  # only when set, so earlier states still match
+        **({"cut_guidance": film.cut_guidance} if film.cut_guidance is not None else {}),  # likewise
         "chunk_frames": plan.chunk_frames,
         "history": history,
         "device_type": device.split(":")[0],
