@@ -26,9 +26,10 @@ draws; the student moves each draw along the difference, towards what the teache
 away from what it draws itself. Each chunk is conditioned on the clean past, as in the packed phase.
 With `dmd_routed`, the student draws chunk by chunk through its memory bank with the CAMR active
 set, as it renders, on the routed phase's longer clips; teacher and critic still judge each draw
-against the whole clean past. Routed regression teaches the mean of the teacher's answers and
-loses the student's sharper choices (reverse shots at dialogue cuts); matching distributions
-through memory keeps them while the student learns to use what routing gives it.
+against the whole clean past. It was built to keep what routed regression loses (the reverse
+shots at dialogue cuts: regression teaches the mean of the teacher's answers); measured, it made
+every film metric worse than the same recipe drawn in the packed layout (runs 76 and 77,
+docs/TRAINING.md), most likely because the student cannot see what teacher and critic judge by.
 
     cinecli train distill configs/train/distill.yaml runs/distill
 """
