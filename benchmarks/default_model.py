@@ -139,6 +139,7 @@ ROWS["student camr (1 sink frame + top-4)"] = Row("student", MemorySettings("cam
 ROWS["student camr (1 sink frame + top-4) attention routing"] = ROWS["student camr (1 sink frame + top-4)"]._replace(router=False)
 ROWS["student camr cut guidance 2 (every step)"] = ROWS["student camr"]._replace(cut_guidance=2.0, cut_guidance_steps=4)
 ROWS["student camr cut guidance 3 (every step)"] = ROWS["student camr"]._replace(cut_guidance=3.0, cut_guidance_steps=4)
+ROWS["student camr cut guidance 1.5"] = ROWS["student camr"]._replace(cut_guidance=1.5)
 ROWS["student camr cut guidance 2"] = ROWS["student camr"]._replace(cut_guidance=2.0)
 ROWS["student camr cut guidance 3"] = ROWS["student camr"]._replace(cut_guidance=3.0)
 ROWS["base camr attention routing (16 ODE steps)"] = ROWS["base camr (16 ODE steps)"]._replace(router=False)
