@@ -123,7 +123,7 @@ class ChunkGenerator:
         src = self._source(routing, req, write=write)
         self.calls += 1
         v = model(x, t, text, fp, src, cut)
-        if cut_push and self.sampler.cut_guidance != 1.0 and bool(cut.any()):
+        if cut_push and self.sampler.cut_guidance != 1.0 and any(req.cuts):  # the request's host flags: no device sync
             # A dialogue's reverse shot differs little from the shot before it, and a model that leans
             # on its past draws the continuation; extrapolating from the chunk without its cut flags
             # strengthens what the cut embedding asks for (one more forward, on the chunks that cut).

@@ -182,20 +182,27 @@ def student_loss(student: WanTransformer, text: WordTextEncoder, z: Tensor, batc
     return weighted_mse(x0, target, batch.weights_for(cfg), batch.cell_weights(cfg.character_weight))
 
 
+def chunk_noise(shape: tuple[int, ...], chunk_frames: int, gen: torch.Generator) -> Callable[[int, int], Tensor]:
+    """`noise(chunk, step)` for clips of `shape` [B, C, F, H, W]: a full chunk's noise drawn from
+    `gen` each call (cut to the last chunk's width), so every chunk takes the same draws from the
+    generator whatever the clip's length."""
+    b, c, f, h, w = shape
+
+    def draw(k: int, step: int) -> Tensor:
+        return torch.randn((b, c, chunk_frames, h, w), generator=gen)[:, :, :min(chunk_frames, f - k * chunk_frames)]
+
+    return draw
+
+
 @torch.no_grad()
 def own_film(student: WanTransformer, text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:
     """The student's rollout of the batch's prompts and cuts, in the data latents' place."""
-    b, c, f, h, w = z.shape
+    b, f = z.shape[0], z.shape[2]
     ctx = encode_prompts(text, student, batch.prompts, 0.0, gen)
     fp = torch.arange(f, device=z.device).expand(b, -1)
     levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas().tolist()
-    chunk = (b, c, cfg.chunk_frames, h, w)
-
-    def draw(k: int, step: int) -> Tensor:
-        width = min(cfg.chunk_frames, f - k * cfg.chunk_frames)
-        return torch.randn(chunk, generator=gen)[:, :, :width]
-
-    return student_rollout(student, ctx, fp, batch.cuts.to(z.device), tuple(z.shape), cfg.chunk_frames, levels, draw).to(z.dtype)
+    return student_rollout(student, ctx, fp, batch.cuts.to(z.device), tuple(z.shape), cfg.chunk_frames, levels,
+                           chunk_noise(tuple(z.shape), cfg.chunk_frames, gen)).to(z.dtype)
 
 
 def student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Tensor, cfg: DistillConfig, exit_step: int, gen: torch.Generator) -> Tensor:
@@ -282,9 +289,7 @@ def dmd_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTrans
     exit_step = int(torch.randint(0, cfg.student_steps, (), generator=gen))
     ctx, cuts = encode_prompts(s_text, student, batch.prompts, 0.0, gen), batch.cuts.to(z.device)
     if cfg.dmd_routed:
-        shape = (b, z.shape[1], cfg.chunk_frames, *z.shape[3:])
-        x0 = routed_student_draw(student, ctx, z, cuts, cfg, exit_step,
-                                 lambda k, i: torch.randn(shape, generator=gen)[:, :, :min(cfg.chunk_frames, f - k * cfg.chunk_frames)])
+        x0 = routed_student_draw(student, ctx, z, cuts, cfg, exit_step, chunk_noise(tuple(z.shape), cfg.chunk_frames, gen))
     else:
         x0 = student_draw(student, ctx, z, cuts, cfg, exit_step, gen)
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.dmd_shift, gen, z.device).clamp(0.02, 0.98)
@@ -404,11 +409,12 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
         if p >= 1.0:
             break
         phase = phase_at(p, cfg)
-        if (phase == "routed" or phase == "dmd" and cfg.dmd_routed) and routed is None:  # both draw longer clips that revisit scenes
+        long_clips = phase == "routed" or phase == "dmd" and cfg.dmd_routed  # both go through memory: longer clips that revisit scenes
+        if long_clips and routed is None:
             routed = data or batches(cfg.seed + 7 + step, batch=cfg.routed_batch, frames=cfg.routed_latent_frames * card.temporal_stride,
                                      workers=cfg.num_workers, montage=cfg.routed_montage)
         step += 1
-        batch = next(routed if phase == "routed" or phase == "dmd" and cfg.dmd_routed else packed)  # type: ignore[arg-type]
+        batch = next(routed if long_clips else packed)  # type: ignore[arg-type]
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, step / cfg.warmup_steps)
         z = to_latents(ae, batch, dev)
