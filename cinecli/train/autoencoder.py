@@ -33,7 +33,10 @@ from cinecli.eval.cuts import detect_cuts
 from cinecli.eval.metrics import judder
 from cinecli.eval.signals import compute_signals
 from cinecli.model.autoencoder import AutoencoderConfig, VideoAutoencoder, extend_decoder, load_autoencoder, save_autoencoder
+from cinecli.model.card import default_card
 from cinecli.train.config import load_yaml_config
+from cinecli.train.data import Batch, batches
+from cinecli.train.redraw import Redrawer, load_redrawer, redrawn_latents
 from cinecli.train.logs import plot_log
 
 __all__ = [
@@ -94,6 +97,14 @@ class AETrainConfig:
     # latents turns that into a still latent frame and a jump at the next, which the cut detector
     # reads as a cut. With noise it has to draw motion from the coarse content and its look-ahead.
     latent_noise: float = 0.0
+    # `train: decoder` only: a generator (a student's safetensors, of the shipped card's shape)
+    # whose own draws of each clip's latents the decoder also learns to decode into the clip's
+    # frames (`cinecli.train.redraw`): a share `redraw_share` of each batch's clips is redrawn from
+    # one of the generator's last `redraw_from` noise levels (1: its last step only), the rest get
+    # `latent_noise`. Clips then come from the world with their prompts and cut flags.
+    redraw: str = ""
+    redraw_share: float = 0.5
+    redraw_from: int = 2
     model: AutoencoderConfig = field(default_factory=AutoencoderConfig)
 
     def __post_init__(self) -> None:
@@ -119,6 +130,14 @@ class AETrainConfig:
             raise ValueError(f"latent_noise must be >= 0, got {self.latent_noise}")
         if self.latent_noise > 0 and self.train != "decoder":
             raise ValueError("latent_noise needs train: decoder (the encoder must not learn to outshout the noise)")
+        if self.redraw and self.train != "decoder":
+            raise ValueError("redraw needs train: decoder (the generator's latent space must stay the encoder's)")
+        if self.redraw and self.data == "synthetic":
+            raise ValueError("redraw needs world clips (data: world or auto): the generator draws from their prompts")
+        if not 0.0 <= self.redraw_share <= 1.0:
+            raise ValueError(f"redraw_share must be in [0, 1], got {self.redraw_share}")
+        if self.redraw_from < 1:
+            raise ValueError(f"redraw_from must be >= 1, got {self.redraw_from}")
 
 
 def load_train_config(path: Path | str) -> AETrainConfig:
@@ -289,6 +308,23 @@ def noisy_latents(model: VideoAutoencoder, z: Tensor, max_sigma: float) -> Tenso
     return (z.float() + noise * model.latent_std.view(1, -1, 1, 1, 1).float()).to(z.dtype)
 
 
+def decoder_latents(model: VideoAutoencoder, video: Tensor, item: object, cfg: AETrainConfig, redrawer: Redrawer | None,
+                    gen: torch.Generator) -> Tensor:
+    """The raw latents a decoder-only step decodes: the encoder's with `latent_noise`, and for a
+    share `redraw_share` of the clips the redrawer's own draw of them (`cinecli.train.redraw`),
+    when there is a redrawer and the batch carries prompts and cuts."""
+    z = model.encode(video)
+    noisy = noisy_latents(model, z, cfg.latent_noise)
+    if redrawer is None or not isinstance(item, Batch):
+        return noisy
+    pick = torch.rand(z.shape[0], generator=gen) < cfg.redraw_share
+    if not bool(pick.any()):
+        return noisy
+    start = redrawer.steps - 1 - int(torch.randint(0, min(cfg.redraw_from, redrawer.steps), (), generator=gen))
+    drawn = model.denormalize(redrawn_latents(redrawer, model.normalize(z.float()), item.prompts, item.cuts, start, gen)).to(z.dtype)
+    return torch.where(pick.to(z.device).view(-1, 1, 1, 1, 1), drawn, noisy)
+
+
 def clip_cuts(clips: Tensor) -> list[frozenset[int]]:
     """The hard cuts `cinecli.eval` detects in each uint8 clip [N, T, H, W, 3]: world clips cut
     on latent-frame starts, so their cuts would otherwise count as judder."""
@@ -430,6 +466,9 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
     raw: VideoAutoencoder = acc.unwrap_model(model)
     forward = torch.compile(model) if cfg.compile else model
 
+    redrawer = load_redrawer(cfg.redraw, default_card(), device) if cfg.redraw else None
+    if data is None and redrawer is not None:  # the generator draws from the clips' prompts and cuts
+        data = batches(cfg.seed + 10_007 * step, batch=cfg.batch, frames=cfg.frames, workers=cfg.num_workers)
     if data is None:  # a different stream after a resume, so resumed runs see new clips
         data = _loader(cfg, cfg.seed + 10_007 * step, cfg.batch, use_cuda)
     log_path = out_dir / "log.jsonl"
@@ -446,14 +485,15 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
     t_last, steps_since = time.perf_counter(), 0
     t_start = t_last
     while step < cfg.steps and not (cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes):
-        x = to_video(next(data), device)  # [B, 3, T, H, W]
+        item = next(data)
+        x = to_video(item.video if isinstance(item, Batch) else item, device)  # [B, 3, T, H, W]
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
         with acc.autocast():
             if decoder_only:  # the encoder's latents as the generators were trained on them
                 with torch.no_grad():
-                    z = noisy_latents(raw, raw.encode(x), cfg.latent_noise)
+                    z = decoder_latents(raw, x, item, cfg, redrawer, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
                 recon = raw.decode_raw(z)[0]
             else:
                 recon, _ = forward(x)
