@@ -320,3 +320,54 @@ def test_pooled_temporal_loss_ignores_fine_flicker_and_keeps_coarse_jumps() -> N
     assert recon_loss(flicker, target, pooled)[1]["temporal"] == pytest.approx(0.0, abs=1e-9)
     assert recon_loss(flicker, target, plain)[1]["temporal"] > 1e-3
     assert recon_loss(jump, target, pooled)[1]["temporal"] == pytest.approx(recon_loss(jump, target, plain)[1]["temporal"], rel=1e-4)
+
+
+def _world_batch(clips: int = 2):  # type: ignore[no-untyped-def]
+    from cinecli.train.data import batches
+
+    return next(batches(5, batch=clips, frames=16, workers=0))
+
+
+def test_redraw_keeps_the_clip_and_departs_further_the_earlier_it_starts() -> None:
+    """A redraw from the student's last level stays near the clip it was given (so the clip's own
+    frames can stay the decoder's target), departs further from each earlier level, and is never
+    as far as another clip; the same generator seed gives the same draw."""
+    from cinecli.model.card import DEFAULT_DIR, default_card
+    from cinecli.train.data import video_to_model
+    from cinecli.train.redraw import load_redrawer, redrawn_latents
+
+    ae = load_autoencoder(DEFAULT_DIR / "autoencoder.safetensors").eval()
+    redrawer = load_redrawer(DEFAULT_DIR / "student.safetensors", default_card(), torch.device("cpu"))
+    b = _world_batch()
+    with torch.no_grad():
+        z = ae.normalize(ae.encode(video_to_model(b.video, torch.device("cpu"))))
+
+    def draw(start: int) -> torch.Tensor:
+        return redrawn_latents(redrawer, z, b.prompts, b.cuts, start, torch.Generator().manual_seed(0))
+
+    last = draw(3)
+    own = [float((d - z).pow(2).mean()) for d in (last, draw(2), draw(1))]
+    other = float((last - z.roll(1, 0)).pow(2).mean())
+    assert 0.0 < own[0] < own[1] < own[2] < other
+    assert torch.equal(last, draw(3))
+    with pytest.raises(ValueError, match="start"):
+        draw(4)
+
+
+def test_decoder_training_on_redraws_keeps_the_latent_space(tmp_path: Path) -> None:
+    """Decoder training on the student's redraws (`redraw`) changes the decoder only; a redraw
+    needs decoder-only training and world clips."""
+    from cinecli.model.card import DEFAULT_DIR
+
+    shipped = DEFAULT_DIR / "autoencoder.safetensors"
+    cfg = replace(load_train_config(ROOT / "configs/train/autoencoder-decoder-redraw.yaml"), init=str(shipped),
+                  redraw=str(DEFAULT_DIR / "student.safetensors"), redraw_share=1.0, steps=1, batch=2, num_workers=0,
+                  holdout_clips=2, eval_every=0, precision="no", lr=1e-2)
+    tuned = train_autoencoder(cfg, out_dir=tmp_path, data=iter([_world_batch()]))
+    sa, sb = load_autoencoder(shipped).state_dict(), load_autoencoder(tuned).state_dict()
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]) == (not name.startswith("decoder.")), name
+    with pytest.raises(ValueError, match="redraw needs train: decoder"):
+        replace(cfg, train="all", latent_noise=0.0)
+    with pytest.raises(ValueError, match="redraw needs world clips"):
+        replace(cfg, data="synthetic")

@@ -297,14 +297,52 @@ def test_routed_student_draw_is_the_chunk_rendering_draws_through_camr_memory() 
                                                     tuple(seeds[c])), text).latents for c in range(chunks)], dim=2)
         dcfg = DistillConfig(chunk_frames=chunk, student_steps=steps, shift=5.0, recent_chunks=1, top_k=2)
         noise = lambda k, i: frame_noise(seeds[k], i, (cfg.in_channels, h, w))  # noqa: E731 - the noise generation draws
-        drawn = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dcfg, steps - 1, noise)
-        whole = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dataclasses.replace(dcfg, top_k=f), steps - 1, noise)
+        drawn, _ = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dcfg, steps - 1, noise)
+        whole, _ = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dataclasses.replace(dcfg, top_k=f), steps - 1, noise)
     torch.testing.assert_close(drawn, film, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(whole[:, :, :6], film[:, :, :6], atol=1e-4, rtol=1e-4)  # two chunks in, the budget holds the whole past
     assert not torch.allclose(whole[:, :, 6:], film[:, :, 6:], atol=1e-2)  # later, the whole past is not what the student renders from
-    x0 = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dcfg, 1, noise)
+    x0, _ = routed_student_draw(model, _per_frame(text, prompts), film, torch.tensor([cuts]), dcfg, 1, noise)
     x0.square().mean().backward()
     assert all(p.grad is not None for p in model.blocks[0].parameters())  # the exit step carries gradient to the student
+
+
+def test_judging_against_the_active_set_is_judging_against_what_the_student_saw() -> None:
+    """With `dmd_judge_active`, teacher and critic denoise each chunk against the past frames the
+    student drew it from. When those are the whole past, that is the judgement against the whole
+    past (denoisings and the critic's loss both; without guidance, since the unprompted pass then
+    reads the past the prompted pass wrote, as rendering does, where the packed pass reads a past
+    without prompts); once routing leaves frames out, later chunks are judged differently and
+    the first chunks, within the budget, the same."""
+    from cinecli.train.base import encode_prompts
+    from cinecli.train.distill import chunk_noise, critic_loss, denoisings, routed_student_draw
+
+    card = dataclasses.replace(default_card(), preset="micro", text_layers=1)
+    (teacher, t_text, _), (critic, c_text, _), (student, s_text, _) = (build_modules(card) for _ in range(3))
+    batch = next(_fake_batches(60, b=1))  # 15 latent frames: 5 chunks
+    z = torch.randn(1, teacher.config.in_channels, 15, 4, 6, generator=torch.Generator().manual_seed(3))
+    sigma = torch.full((1, 15), 0.6)
+    x_t = torch.randn(z.shape, generator=torch.Generator().manual_seed(4))
+    small = DistillConfig(chunk_frames=3, recent_chunks=1, top_k=2, guidance=1.0)  # budget 5 of 15: routing chooses from the third chunk on
+
+    def judged(cfg: DistillConfig):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            ctx = encode_prompts(s_text, student, batch.prompts, 0.0, torch.Generator())
+            _, picks = routed_student_draw(student, ctx, z, batch.cuts, cfg, 0, chunk_noise(tuple(z.shape), 3, torch.Generator().manual_seed(5)))
+            return denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, cfg, picks), picks
+
+    whole = denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, small)
+    (all_real, all_fake), all_picks = judged(dataclasses.replace(small, top_k=15))
+    torch.testing.assert_close(all_real, whole[0], atol=2e-4, rtol=2e-4)
+    torch.testing.assert_close(all_fake, whole[1], atol=2e-4, rtol=2e-4)
+    draws = torch.randn(z.shape, generator=torch.Generator().manual_seed(6))
+    losses = [critic_loss(critic, c_text, z, draws, batch, small, torch.Generator().manual_seed(7), p) for p in (None, all_picks)]
+    torch.testing.assert_close(losses[0], losses[1], atol=2e-4, rtol=2e-4)
+    (real, fake), picks = judged(small)
+    assert [p[0].shape[1] for p in picks] == [0, 3, 5, 5, 5]  # from the third chunk on: 2 routed + 3 recent frames, of 6 and more
+    torch.testing.assert_close(real[:, :, :6], whole[0][:, :, :6], atol=2e-4, rtol=2e-4)
+    assert not torch.allclose(real[:, :, 6:], whole[0][:, :, 6:], atol=1e-3)
+    assert not torch.allclose(fake[:, :, 6:], whole[1][:, :, 6:], atol=1e-3)
 
 
 def test_dmd_target_pulls_draws_from_the_critic_towards_the_teacher() -> None:
@@ -349,6 +387,11 @@ def test_distribution_matching_phase_trains_student_and_critic_and_resumes(tmp_p
     train_distill(routed, tmp_path / "d", card=card, data=_fake_batches(36), log=logs.append)
     assert [r["phase"] for r in logs[4:]] == ["dmd"] and torch.isfinite(torch.tensor(logs[-1]["loss"]))
     assert not torch.equal(load_file_tensor(tmp_path / "d" / "student.safetensors"), before)
+    # judged against the active sets the draws came from: student and critic both move again
+    critic_before = load_file_tensor(critic)
+    train_distill(dataclasses.replace(routed, dmd_steps=5, dmd_judge_active=True), tmp_path / "d", card=card, data=_fake_batches(36), log=logs.append)
+    assert [r["phase"] for r in logs[5:]] == ["dmd"] and torch.isfinite(torch.tensor([logs[-1]["loss"], logs[-1]["critic"]])).all()
+    assert not torch.equal(load_file_tensor(critic), critic_before)
 
 
 def load_file_tensor(path: Path) -> torch.Tensor:

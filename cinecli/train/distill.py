@@ -99,6 +99,7 @@ class DistillConfig:
     dmd_shift: float = 3.0  # noise levels at which the draws are compared: shifted uniform, as the base model trained
     dmd_regression: float = 0.0  # weight of the packed regression loss added to each distribution-matching step (0: none)
     dmd_routed: bool = False  # distribution-matching draws chunk by chunk through memory (see the module docstring)
+    dmd_judge_active: bool = False  # with dmd_routed: teacher and critic judge each draw against the active set it was drawn from, not the whole past
     max_minutes: float = 0.0  # wall-clock budget (0: none); with routed steps the phase switch follows time then
 
 
@@ -226,20 +227,21 @@ def student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Ten
 
 
 def routed_student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Tensor, cfg: DistillConfig, exit_step: int,
-                        noise: Callable[[int, int], Tensor]) -> Tensor:
+                        noise: Callable[[int, int], Tensor]) -> tuple[Tensor, list[dict[int, Tensor]]]:
     """The student's clean draw of every chunk as rendering draws it: chunk by chunk against its CAMR active set.
 
     Steps and gradient as in `student_draw`, but each chunk attends to the recent chunks and the
     older frames routed at its first step (from noise, as rendering routes) instead of the whole
     past; the clean past `z` enters the bank after each chunk as rendering writes its own. At
     inference the student never sees more than that, so it must learn to draw from it.
-    `noise(chunk, step)` gives each step's noise [B, C, n, H, W].
+    `noise(chunk, step)` gives each step's noise [B, C, n, H, W]. Returns the draws and, per
+    chunk, the past frames its active set held (`Routing.frames`), for judging against them.
     """
     b, _, f = z.shape[:3]
     levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas().tolist()
     memory = ClipMemory.open(student, z, CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k))
     grad = torch.is_grad_enabled()
-    draws = []
+    draws, picks = [], []
     for k, start in enumerate(range(0, f, cfg.chunk_frames)):
         sl = slice(start, min(start + cfg.chunk_frames, f))
         fp, cut = torch.arange(sl.start, sl.stop, device=z.device).expand(b, -1), cuts[:, sl]
@@ -252,8 +254,9 @@ def routed_student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cu
             if i < exit_step:
                 x = add_noise(x0.detach(), noise(k, i + 1).to(x0), levels[i + 1]).to(z)
         draws.append(x0)
+        picks.append(dict(routing.frames))
         memory.remember(z[:, :, sl], detached(ctx), fp, cut, routing)
-    return torch.cat(draws, dim=2)
+    return torch.cat(draws, dim=2), picks
 
 
 def dmd_target(x0: Tensor, real: Tensor, fake: Tensor) -> Tensor:
@@ -269,8 +272,12 @@ def dmd_target(x0: Tensor, real: Tensor, fake: Tensor) -> Tensor:
 
 @torch.no_grad()
 def denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, x_t: Tensor,
-               sigma: Tensor, batch: Batch, cfg: DistillConfig) -> tuple[Tensor, Tensor]:
-    """The guided teacher's and the critic's clean estimates of the noised draws `x_t` at `sigma` [B, F]."""
+               sigma: Tensor, batch: Batch, cfg: DistillConfig, picks: list[dict[int, Tensor]] | None = None) -> tuple[Tensor, Tensor]:
+    """The guided teacher's and the critic's clean estimates of the noised draws `x_t` at `sigma` [B, F]:
+    against the whole clean past `z`, or with `picks` chunk by chunk against the active set each
+    chunk was drawn from (`active_denoisings`)."""
+    if picks is not None:
+        return active_denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, cfg, picks)
     b, f = z.shape[0], z.shape[2]
     cuts = batch.cuts.to(z.device)
     s5 = sigma[:, None, :, None, None]
@@ -282,28 +289,81 @@ def denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTran
     return predict_x0(x_t, v_u + cfg.guidance * (v_c - v_u), s5), predict_x0(x_t, v_f, s5)
 
 
+def held(frames: dict[int, Tensor]) -> Routing:
+    """A routing that holds these past frames (`Routing.frames`) instead of choosing its own."""
+    return Routing(frames=dict(frames))
+
+
+@torch.no_grad()
+def active_denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTransformer, c_text: WordTextEncoder, z: Tensor,
+                      x_t: Tensor, sigma: Tensor, batch: Batch, cfg: DistillConfig, picks: list[dict[int, Tensor]]) -> tuple[Tensor, Tensor]:
+    """`denoisings` chunk by chunk, teacher and critic each attending to the active set the student
+    drew the chunk from (`picks`, from `routed_student_draw`) in their own memory of the clean past.
+
+    Judged against the whole past, a draw is pulled towards what the teacher would draw knowing
+    frames the student never saw, a pull it cannot follow; judged against the same frames, the
+    pull is towards what can be drawn from them. The teacher's unprompted pass reads the memory its
+    prompted pass wrote, as rendering's guidance does (the packed judge's reads an unprompted past).
+    """
+    b, _, f = z.shape[:3]
+    policy = CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k)
+    g = torch.Generator()
+    cond, uncond = encode_prompts(t_text, teacher, batch.prompts, 0.0, g), encode_prompts(t_text, teacher, [("",) * f] * b, 0.0, g)
+    c_ctx = encode_prompts(c_text, critic, batch.prompts, 0.0, g)
+    t_mem, c_mem = ClipMemory.open(teacher, z, policy), ClipMemory.open(critic, z, policy)
+    cuts = batch.cuts.to(z.device)
+    real, fake = [], []
+    for k, start in enumerate(range(0, f, cfg.chunk_frames)):
+        sl = slice(start, min(start + cfg.chunk_frames, f))
+        fp, cut, x, s = torch.arange(sl.start, sl.stop, device=z.device).expand(b, -1), cuts[:, sl], x_t[:, :, sl].to(z.dtype), sigma[:, sl]
+        v_c, v_u = (t_mem.forward(x, s, ctx, fp, cut, held(picks[k])) for ctx in (cond, uncond))
+        v_f = c_mem.forward(x, s, c_ctx, fp, cut, held(picks[k]))
+        s5 = s[:, None, :, None, None]
+        real.append(predict_x0(x.float(), v_u + cfg.guidance * (v_c - v_u), s5))
+        fake.append(predict_x0(x.float(), v_f, s5))
+        t_mem.remember(z[:, :, sl], cond, fp, cut, held(picks[k]))
+        c_mem.remember(z[:, :, sl], c_ctx, fp, cut, held(picks[k]))
+    return torch.cat(real, dim=2), torch.cat(fake, dim=2)
+
+
 def dmd_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTransformer,
-             c_text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """The student's distribution-matching loss of one batch, and its draws (detached) for the critic."""
+             c_text: WordTextEncoder, z: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator
+             ) -> tuple[Tensor, Tensor, list[dict[int, Tensor]] | None]:
+    """The student's distribution-matching loss of one batch, its draws (detached) for the critic,
+    and the active sets to judge them against (None: the whole past)."""
     b, f = z.shape[0], z.shape[2]
     exit_step = int(torch.randint(0, cfg.student_steps, (), generator=gen))
     ctx, cuts = encode_prompts(s_text, student, batch.prompts, 0.0, gen), batch.cuts.to(z.device)
+    picks = None
     if cfg.dmd_routed:
-        x0 = routed_student_draw(student, ctx, z, cuts, cfg, exit_step, chunk_noise(tuple(z.shape), cfg.chunk_frames, gen))
+        x0, drawn_from = routed_student_draw(student, ctx, z, cuts, cfg, exit_step, chunk_noise(tuple(z.shape), cfg.chunk_frames, gen))
+        picks = drawn_from if cfg.dmd_judge_active else None
     else:
         x0 = student_draw(student, ctx, z, cuts, cfg, exit_step, gen)
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.dmd_shift, gen, z.device).clamp(0.02, 0.98)
     x_t = add_noise(x0.detach(), torch.randn(z.shape, generator=gen).to(z.device), sigma[:, None, :, None, None])
-    real, fake = denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, cfg)
+    real, fake = denoisings(teacher, t_text, critic, c_text, z, x_t, sigma, batch, cfg, picks)
     target = dmd_target(x0.detach(), real, fake)
-    return weighted_mse(x0, target, batch.weights_for(cfg), batch.cell_weights(cfg.character_weight)), x0.detach()
+    return weighted_mse(x0, target, batch.weights_for(cfg), batch.cell_weights(cfg.character_weight)), x0.detach(), picks
 
 
-def critic_loss(critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:
-    """Flow-matching loss of the critic on the student's draws: it learns to denoise what the student draws."""
+def critic_loss(critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator,
+                picks: list[dict[int, Tensor]] | None = None) -> Tensor:
+    """Flow-matching loss of the critic on the student's draws: it learns to denoise what the student
+    draws, against the whole clean past, or with `picks` against the active set each chunk was drawn from."""
     b, f = z.shape[0], z.shape[2]
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.dmd_shift, gen, z.device)
     noise = torch.randn(z.shape, generator=gen).to(z.device)
+    if picks is not None:
+        memory = ClipMemory.open(critic, z, CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k))
+        ctx, cuts, errors = encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device), []
+        for k, start in enumerate(range(0, f, cfg.chunk_frames)):
+            sl = slice(start, min(start + cfg.chunk_frames, f))
+            fp, s = torch.arange(sl.start, sl.stop, device=z.device).expand(b, -1), sigma[:, sl]
+            v = memory.forward(add_noise(draws[:, :, sl], noise[:, :, sl], s[:, None, :, None, None]).to(z.dtype), s, ctx, fp, cuts[:, sl], held(picks[k]))
+            errors.append(frame_mse(v, noise[:, :, sl] - draws[:, :, sl]))
+            memory.remember(z[:, :, sl], detached(ctx), fp, cuts[:, sl], held(picks[k]))
+        return weighted_mean(torch.cat(errors, dim=1), None)
     v = packed_velocity(critic, z, add_noise(draws, noise, sigma[:, None, :, None, None]), sigma,
                         encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device), packed_layout(critic, z, cfg.chunk_frames))
     return weighted_mse(v, noise - draws, None)
@@ -427,7 +487,7 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
                 loss, regression = torch.zeros((), device=dev), 1.0
                 if phase == "dmd":
                     assert critic is not None
-                    loss, draws = dmd_loss(student, s_text, teacher, t_text, critic.model, critic.text, z, batch, cfg, gen)
+                    loss, draws, picks = dmd_loss(student, s_text, teacher, t_text, critic.model, critic.text, z, batch, cfg, gen)
                     regression = cfg.dmd_regression  # 0: none; else anchored to the teacher's end points, as the packed phase teaches
                 if regression > 0:
                     states, target = teacher_trajectory(teacher, t_text, z, batch, cfg, torch.randn(z.shape, generator=gen).to(dev))
@@ -437,7 +497,7 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
         opt.step()
         opt.zero_grad(set_to_none=True)
         ema.update()
-        critic_last = train_critic(acc, critic, z, draws, batch, cfg, gen) if phase == "dmd" else None  # type: ignore[arg-type]
+        critic_last = train_critic(acc, critic, z, draws, batch, cfg, gen, picks) if phase == "dmd" else None  # type: ignore[arg-type]
         if step % cfg.log_every == 0 or step == total or step == 1:  # reading losses waits for the GPU: only when logging
             rec = {"step": step, "phase": phase} | ({"critic": round(critic_last.item(), 5)} if critic_last is not None else {})
             rec.update(loss=round(loss.item(), 5), elapsed=round(time.time() - t0, 1))
@@ -461,7 +521,8 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
     return final
 
 
-def train_critic(acc, critic: Trainee, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator) -> Tensor:  # type: ignore[no-untyped-def]
+def train_critic(acc, critic: Trainee, z: Tensor, draws: Tensor, batch: Batch, cfg: DistillConfig, gen: torch.Generator,  # type: ignore[no-untyped-def]
+                 picks: list[dict[int, Tensor]] | None = None) -> Tensor:
     """`critic_updates` flow-matching steps of the critic on the student's latest draws; returns the last loss, detached.
 
     The critic is used and saved as it is (no average): it must follow the student's draws now.
@@ -469,7 +530,7 @@ def train_critic(acc, critic: Trainee, z: Tensor, draws: Tensor, batch: Batch, c
     loss = torch.zeros(())
     for _ in range(cfg.critic_updates):
         with acc.autocast():
-            loss = critic_loss(critic.model, critic.text, z, draws, batch, cfg, gen)
+            loss = critic_loss(critic.model, critic.text, z, draws, batch, cfg, gen, picks)
         acc.backward(loss)
         acc.clip_grad_norm_(critic.params, 1.0)
         critic.opt.step()
