@@ -139,6 +139,16 @@ def packed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     return weighted_mse(v, noise - z, batch.weights_for(cfg), batch.cell_weights(cfg.character_weight))
 
 
+def chunk_slices(frames: int, chunk: int) -> list[slice]:
+    """The latent frames of each chunk of a clip, in generation order (the last may be shorter)."""
+    return [slice(start, min(start + chunk, frames)) for start in range(0, frames, chunk)]
+
+
+def frame_positions(sl: slice, batch: int, device: torch.device) -> Tensor:
+    """Frame positions [B, n] of the chunk `sl`, as generation numbers them."""
+    return torch.arange(sl.start, sl.stop, device=device).expand(batch, -1)
+
+
 @dataclass
 class ClipMemory:
     """One model's memory of a clip's clean past in routed training: its bank and the grid.
@@ -191,9 +201,8 @@ def routed_loss(model: WanTransformer, text: WordTextEncoder, z: Tensor, batch: 
     noise = torch.randn(z.shape, generator=gen).to(dev)
     errors = []  # per chunk: [B, n] per-frame errors
     cells = batch.cell_weights(cfg.character_weight)
-    for start in range(0, f, cfg.chunk_frames):
-        sl = slice(start, min(start + cfg.chunk_frames, f))
-        fp = torch.arange(sl.start, sl.stop, device=dev).expand(b, -1)
+    for sl in chunk_slices(f, cfg.chunk_frames):
+        fp = frame_positions(sl, b, dev)
         s = sigma[:, sl]
         noisy = add_noise(z[:, :, sl], noise[:, :, sl], s[:, None, :, None, None])
         v = memory.forward(noisy, s, ctx, fp, cuts[:, sl], Routing())

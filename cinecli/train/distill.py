@@ -54,7 +54,7 @@ from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
-from cinecli.train.base import (ClipMemory, Trainee, chunk_sigmas, detached, encode_prompts, packed_layout, packed_velocity, prepare_trainee, progress,
+from cinecli.train.base import (ClipMemory, Trainee, chunk_sigmas, chunk_slices, frame_positions, detached, encode_prompts, packed_layout, packed_velocity, prepare_trainee, progress,
                                 save_train_state, start_stage, to_latents)
 from cinecli.train.data import Batch, batches, frame_mse, weighted_mean, weighted_mse
 from cinecli.train.logs import plot_log
@@ -242,9 +242,8 @@ def routed_student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cu
     memory = ClipMemory.open(student, z, CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k))
     grad = torch.is_grad_enabled()
     draws, picks = [], []
-    for k, start in enumerate(range(0, f, cfg.chunk_frames)):
-        sl = slice(start, min(start + cfg.chunk_frames, f))
-        fp, cut = torch.arange(sl.start, sl.stop, device=z.device).expand(b, -1), cuts[:, sl]
+    for k, sl in enumerate(chunk_slices(f, cfg.chunk_frames)):
+        fp, cut = frame_positions(sl, b, z.device), cuts[:, sl]
         x, routing = noise(k, 0).to(z), Routing()
         for i in range(exit_step + 1):
             sigma = torch.full((b, sl.stop - sl.start), levels[i], device=z.device)
@@ -313,9 +312,8 @@ def active_denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: 
     t_mem, c_mem = ClipMemory.open(teacher, z, policy), ClipMemory.open(critic, z, policy)
     cuts = batch.cuts.to(z.device)
     real, fake = [], []
-    for k, start in enumerate(range(0, f, cfg.chunk_frames)):
-        sl = slice(start, min(start + cfg.chunk_frames, f))
-        fp, cut, x, s = torch.arange(sl.start, sl.stop, device=z.device).expand(b, -1), cuts[:, sl], x_t[:, :, sl].to(z.dtype), sigma[:, sl]
+    for k, sl in enumerate(chunk_slices(f, cfg.chunk_frames)):
+        fp, cut, x, s = frame_positions(sl, b, z.device), cuts[:, sl], x_t[:, :, sl].to(z.dtype), sigma[:, sl]
         v_c, v_u = (t_mem.forward(x, s, ctx, fp, cut, held(picks[k])) for ctx in (cond, uncond))
         v_f = c_mem.forward(x, s, c_ctx, fp, cut, held(picks[k]))
         s5 = s[:, None, :, None, None]
@@ -357,9 +355,8 @@ def critic_loss(critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, draw
     if picks is not None:
         memory = ClipMemory.open(critic, z, CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k))
         ctx, cuts, errors = encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device), []
-        for k, start in enumerate(range(0, f, cfg.chunk_frames)):
-            sl = slice(start, min(start + cfg.chunk_frames, f))
-            fp, s = torch.arange(sl.start, sl.stop, device=z.device).expand(b, -1), sigma[:, sl]
+        for k, sl in enumerate(chunk_slices(f, cfg.chunk_frames)):
+            fp, s = frame_positions(sl, b, z.device), sigma[:, sl]
             v = memory.forward(add_noise(draws[:, :, sl], noise[:, :, sl], s[:, None, :, None, None]).to(z.dtype), s, ctx, fp, cuts[:, sl], held(picks[k]))
             errors.append(frame_mse(v, noise[:, :, sl] - draws[:, :, sl]))
             memory.remember(z[:, :, sl], detached(ctx), fp, cuts[:, sl], held(picks[k]))
@@ -405,10 +402,9 @@ def routed_student_errors(teacher: ClipMemory, student: ClipMemory, texts: tuple
     levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas()
     grid = teacher_grid(levels, cfg.substeps).tolist()
     errors, targets = [], []
-    for c, start in enumerate(range(0, f, cfg.chunk_frames)):
-        sl = slice(start, min(start + cfg.chunk_frames, f))
+    for c, sl in enumerate(chunk_slices(f, cfg.chunk_frames)):
         n = sl.stop - sl.start
-        fp = torch.arange(sl.start, sl.stop, device=dev).expand(b, -1)
+        fp = frame_positions(sl, b, dev)
         cut = cuts[:, sl]
         t_routing = Routing()
         states, target = routed_teacher_chunk(teacher, noise[:, :, sl], cond, uncond, fp, cut, grid, cfg.substeps, cfg.guidance, t_routing)

@@ -30,7 +30,7 @@ from cinecli.memory.active import Routing
 from cinecli.memory.policies import CamrPolicy
 from cinecli.memory.router import RoutingHead, save_router
 from cinecli.model.bundle import ModelBundle, load_default, load_generator
-from cinecli.train.base import ClipMemory, encode_prompts
+from cinecli.train.base import ClipMemory, chunk_slices, encode_prompts, frame_positions
 from cinecli.train.data import Batch, LatentClip, collate, latent_conditioning, video_to_model
 from cinecli.train.logs import plot_log
 
@@ -183,9 +183,8 @@ def record_features(bundle: ModelBundle, batch: Batch, labels: list[tuple[frozen
     cuts = batch.cuts.to(device)
     noise = torch.randn(z.shape, generator=gen).to(device)
     queries = []
-    for start in range(0, f, cfg.chunk_frames):
-        sl = slice(start, start + cfg.chunk_frames)
-        fp = torch.arange(sl.start, sl.stop, device=device).expand(b, -1)
+    for sl in chunk_slices(f, cfg.chunk_frames):
+        fp = frame_positions(sl, b, device)
         sigma = torch.full((b, cfg.chunk_frames), cfg.sigma, device=device)
         log.queries.clear()
         memory.forward((1 - cfg.sigma) * z[:, :, sl] + cfg.sigma * noise[:, :, sl], sigma, ctx, fp, cuts[:, sl], Routing())
