@@ -308,21 +308,24 @@ def noisy_latents(model: VideoAutoencoder, z: Tensor, max_sigma: float) -> Tenso
     return (z.float() + noise * model.latent_std.view(1, -1, 1, 1, 1).float()).to(z.dtype)
 
 
-def decoder_latents(model: VideoAutoencoder, video: Tensor, item: object, cfg: AETrainConfig, redrawer: Redrawer | None,
+def decoder_latents(model: VideoAutoencoder, video: Tensor, batch: Batch | None, cfg: AETrainConfig, redrawer: Redrawer | None,
                     gen: torch.Generator) -> Tensor:
     """The raw latents a decoder-only step decodes: the encoder's with `latent_noise`, and for a
     share `redraw_share` of the clips the redrawer's own draw of them (`cinecli.train.redraw`),
-    when there is a redrawer and the batch carries prompts and cuts."""
+    which needs the clips' prompts and cut flags (`batch`). Only the clips picked are redrawn."""
     z = model.encode(video)
     noisy = noisy_latents(model, z, cfg.latent_noise)
-    if redrawer is None or not isinstance(item, Batch):
+    if redrawer is None:
         return noisy
-    pick = torch.rand(z.shape[0], generator=gen) < cfg.redraw_share
-    if not bool(pick.any()):
+    if batch is None:
+        raise ValueError("redraw needs clips with their prompts and cut flags (cinecli.train.data.Batch)")
+    rows = (torch.rand(z.shape[0], generator=gen) < cfg.redraw_share).nonzero().flatten().tolist()
+    if not rows:
         return noisy
     start = redrawer.steps - 1 - int(torch.randint(0, min(cfg.redraw_from, redrawer.steps), (), generator=gen))
-    drawn = model.denormalize(redrawn_latents(redrawer, model.normalize(z.float()), item.prompts, item.cuts, start, gen)).to(z.dtype)
-    return torch.where(pick.to(z.device).view(-1, 1, 1, 1, 1), drawn, noisy)
+    drawn = redrawn_latents(redrawer, model.normalize(z[rows].float()), [batch.prompts[i] for i in rows], batch.cuts[rows], start, gen)
+    noisy[rows] = model.denormalize(drawn).to(z.dtype)
+    return noisy
 
 
 def clip_cuts(clips: Tensor) -> list[frozenset[int]]:
@@ -486,14 +489,15 @@ def train_autoencoder(config: AETrainConfig, *, out_dir: Path, data: Iterator[Te
     t_start = t_last
     while step < cfg.steps and not (cfg.max_minutes > 0 and time.perf_counter() - t_start > 60 * cfg.max_minutes):
         item = next(data)
-        x = to_video(item.video if isinstance(item, Batch) else item, device)  # [B, 3, T, H, W]
+        batch = item if isinstance(item, Batch) else None  # the redraw's clips carry prompts and cuts
+        x = to_video(item if batch is None else batch.video, device)  # [B, 3, T, H, W]
         lr = lr_at(step, cfg)
         for g in opt.param_groups:
             g["lr"] = lr
         with acc.autocast():
             if decoder_only:  # the encoder's latents as the generators were trained on them
                 with torch.no_grad():
-                    z = decoder_latents(raw, x, item, cfg, redrawer, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
+                    z = decoder_latents(raw, x, batch, cfg, redrawer, torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
                 recon = raw.decode_raw(z)[0]
             else:
                 recon, _ = forward(x)

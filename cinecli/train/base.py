@@ -291,6 +291,16 @@ def start_stage(out_dir: Path, seed: int, precision: str, card: ModelCard | None
     return Accelerator(mixed_precision=precision if torch.cuda.is_available() else "no"), card or default_card()
 
 
+def frozen_generator(card: ModelCard, path: Path | str, device: torch.device) -> tuple[WanTransformer, WordTextEncoder]:
+    """The generator at `path`, of the card's shape, in eval mode without gradients on `device`:
+    a teacher, or the student whose draws a decoder learns from."""
+    transformer, text, _ = build_modules(card)
+    load_generator(transformer, text, Path(path))
+    for module in (transformer, text):
+        module.to(device).eval().requires_grad_(False)
+    return transformer, text
+
+
 def prepare_trainee(acc, card: ModelCard, out_dir: Path, *, init: str, lr: float, weight_decay: float, ema: float | None) -> Trainee:  # type: ignore[no-untyped-def]
     """Build (from `init` weights if given), wrap for the accelerator and continue from `out_dir`'s state."""
     model, text, _ = build_modules(card)

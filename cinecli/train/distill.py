@@ -49,13 +49,13 @@ from cinecli.memory.active import Routing
 from cinecli.memory.policies import CamrPolicy
 from cinecli.model.attention import SequenceAttention
 from cinecli.model.autoencoder import VideoAutoencoder, load_autoencoder
-from cinecli.model.bundle import build_modules, load_generator, save_generator
+from cinecli.model.bundle import save_generator
 from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import TextContext, WanTransformer
 from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
-from cinecli.train.base import (ClipMemory, Trainee, chunk_sigmas, chunk_slices, frame_positions, detached, encode_prompts, packed_layout, packed_velocity, prepare_trainee, progress,
-                                save_train_state, start_stage, to_latents)
+from cinecli.train.base import (ClipMemory, Trainee, chunk_sigmas, chunk_slices, detached, encode_prompts, frame_positions, frozen_generator, packed_layout,
+                                packed_velocity, prepare_trainee, progress, save_train_state, start_stage, to_latents)
 from cinecli.train.data import Batch, batches, frame_mse, weighted_mean, weighted_mse
 from cinecli.train.logs import plot_log
 
@@ -101,6 +101,11 @@ class DistillConfig:
     dmd_routed: bool = False  # distribution-matching draws chunk by chunk through memory (see the module docstring)
     dmd_judge_active: bool = False  # with dmd_routed: teacher and critic judge each draw against the active set it was drawn from, not the whole past
     max_minutes: float = 0.0  # wall-clock budget (0: none); with routed steps the phase switch follows time then
+
+    @property
+    def policy(self) -> CamrPolicy:
+        """The memory policy every pass through memory attends with: CAMR at this config's budget."""
+        return CamrPolicy(recent_chunks=self.recent_chunks, top_k=self.top_k)
 
 
 def phase_at(p: float, cfg: DistillConfig) -> str:
@@ -226,6 +231,12 @@ def student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Ten
     return x0
 
 
+def held(frames: dict[int, Tensor]) -> Routing:
+    """A routing that holds these past frames (`Routing.frames`) instead of choosing its own,
+    with buffers of its own."""
+    return Routing(frames=dict(frames))
+
+
 def routed_student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cuts: Tensor, cfg: DistillConfig, exit_step: int,
                         noise: Callable[[int, int], Tensor]) -> tuple[Tensor, list[dict[int, Tensor]]]:
     """The student's clean draw of every chunk as rendering draws it: chunk by chunk against its CAMR active set.
@@ -239,7 +250,7 @@ def routed_student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cu
     """
     b, _, f = z.shape[:3]
     levels = StepSchedule(cfg.student_steps, cfg.shift).sigmas().tolist()
-    memory = ClipMemory.open(student, z, CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k))
+    memory = ClipMemory.open(student, z, cfg.policy)
     grad = torch.is_grad_enabled()
     draws, picks = [], []
     for k, sl in enumerate(chunk_slices(f, cfg.chunk_frames)):
@@ -247,9 +258,9 @@ def routed_student_draw(student: WanTransformer, ctx: TextContext, z: Tensor, cu
         x, routing = noise(k, 0).to(z), Routing()
         for i in range(exit_step + 1):
             sigma = torch.full((b, sl.stop - sl.start), levels[i], device=z.device)
-            held = routing if i == 0 else Routing(frames=dict(routing.frames))  # the first step's choice, fresh buffers for the graph
+            step_routing = routing if i == 0 else held(routing.frames)  # the first step's choice, fresh buffers for the graph
             with torch.set_grad_enabled(i == exit_step and grad):
-                x0 = predict_x0(x.float(), memory.forward(x, sigma, ctx, fp, cut, held), levels[i])
+                x0 = predict_x0(x.float(), memory.forward(x, sigma, ctx, fp, cut, step_routing), levels[i])
             if i < exit_step:
                 x = add_noise(x0.detach(), noise(k, i + 1).to(x0), levels[i + 1]).to(z)
         draws.append(x0)
@@ -288,11 +299,6 @@ def denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTran
     return predict_x0(x_t, v_u + cfg.guidance * (v_c - v_u), s5), predict_x0(x_t, v_f, s5)
 
 
-def held(frames: dict[int, Tensor]) -> Routing:
-    """A routing that holds these past frames (`Routing.frames`) instead of choosing its own."""
-    return Routing(frames=dict(frames))
-
-
 @torch.no_grad()
 def active_denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: WanTransformer, c_text: WordTextEncoder, z: Tensor,
                       x_t: Tensor, sigma: Tensor, batch: Batch, cfg: DistillConfig, picks: list[dict[int, Tensor]]) -> tuple[Tensor, Tensor]:
@@ -305,22 +311,22 @@ def active_denoisings(teacher: WanTransformer, t_text: WordTextEncoder, critic: 
     prompted pass wrote, as rendering's guidance does (the packed judge's reads an unprompted past).
     """
     b, _, f = z.shape[:3]
-    policy = CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k)
     g = torch.Generator()
     cond, uncond = encode_prompts(t_text, teacher, batch.prompts, 0.0, g), encode_prompts(t_text, teacher, [("",) * f] * b, 0.0, g)
     c_ctx = encode_prompts(c_text, critic, batch.prompts, 0.0, g)
-    t_mem, c_mem = ClipMemory.open(teacher, z, policy), ClipMemory.open(critic, z, policy)
+    t_mem, c_mem = ClipMemory.open(teacher, z, cfg.policy), ClipMemory.open(critic, z, cfg.policy)
     cuts = batch.cuts.to(z.device)
     real, fake = [], []
     for k, sl in enumerate(chunk_slices(f, cfg.chunk_frames)):
         fp, cut, x, s = frame_positions(sl, b, z.device), cuts[:, sl], x_t[:, :, sl].to(z.dtype), sigma[:, sl]
-        v_c, v_u = (t_mem.forward(x, s, ctx, fp, cut, held(picks[k])) for ctx in (cond, uncond))
-        v_f = c_mem.forward(x, s, c_ctx, fp, cut, held(picks[k]))
+        t_routing, c_routing = held(picks[k]), held(picks[k])  # each model gathers its active set once per chunk, as generation does
+        v_c, v_u = (t_mem.forward(x, s, ctx, fp, cut, t_routing) for ctx in (cond, uncond))
+        v_f = c_mem.forward(x, s, c_ctx, fp, cut, c_routing)
         s5 = s[:, None, :, None, None]
         real.append(predict_x0(x.float(), v_u + cfg.guidance * (v_c - v_u), s5))
         fake.append(predict_x0(x.float(), v_f, s5))
-        t_mem.remember(z[:, :, sl], cond, fp, cut, held(picks[k]))
-        c_mem.remember(z[:, :, sl], c_ctx, fp, cut, held(picks[k]))
+        t_mem.remember(z[:, :, sl], cond, fp, cut, t_routing)
+        c_mem.remember(z[:, :, sl], c_ctx, fp, cut, c_routing)
     return torch.cat(real, dim=2), torch.cat(fake, dim=2)
 
 
@@ -352,18 +358,25 @@ def critic_loss(critic: WanTransformer, c_text: WordTextEncoder, z: Tensor, draw
     b, f = z.shape[0], z.shape[2]
     sigma = chunk_sigmas(b, f, cfg.chunk_frames, cfg.dmd_shift, gen, z.device)
     noise = torch.randn(z.shape, generator=gen).to(z.device)
+    ctx, cuts = encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device)
     if picks is not None:
-        memory = ClipMemory.open(critic, z, CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k))
-        ctx, cuts, errors = encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device), []
-        for k, sl in enumerate(chunk_slices(f, cfg.chunk_frames)):
-            fp, s = frame_positions(sl, b, z.device), sigma[:, sl]
-            v = memory.forward(add_noise(draws[:, :, sl], noise[:, :, sl], s[:, None, :, None, None]).to(z.dtype), s, ctx, fp, cuts[:, sl], held(picks[k]))
-            errors.append(frame_mse(v, noise[:, :, sl] - draws[:, :, sl]))
-            memory.remember(z[:, :, sl], detached(ctx), fp, cuts[:, sl], held(picks[k]))
-        return weighted_mean(torch.cat(errors, dim=1), None)
-    v = packed_velocity(critic, z, add_noise(draws, noise, sigma[:, None, :, None, None]), sigma,
-                        encode_prompts(c_text, critic, batch.prompts, 0.0, gen), batch.cuts.to(z.device), packed_layout(critic, z, cfg.chunk_frames))
+        return active_critic_loss(critic, z, draws, noise, sigma, ctx, cuts, cfg, picks)
+    v = packed_velocity(critic, z, add_noise(draws, noise, sigma[:, None, :, None, None]), sigma, ctx, cuts, packed_layout(critic, z, cfg.chunk_frames))
     return weighted_mse(v, noise - draws, None)
+
+
+def active_critic_loss(critic: WanTransformer, z: Tensor, draws: Tensor, noise: Tensor, sigma: Tensor, ctx: TextContext, cuts: Tensor,
+                       cfg: DistillConfig, picks: list[dict[int, Tensor]]) -> Tensor:
+    """`critic_loss` chunk by chunk, the critic attending to the active set each chunk was drawn
+    from in its own memory of the clean past, as it judges in `active_denoisings`."""
+    b, f = z.shape[0], z.shape[2]
+    memory, errors = ClipMemory.open(critic, z, cfg.policy), []
+    for k, sl in enumerate(chunk_slices(f, cfg.chunk_frames)):
+        fp, s = frame_positions(sl, b, z.device), sigma[:, sl]
+        noisy = add_noise(draws[:, :, sl], noise[:, :, sl], s[:, None, :, None, None]).to(z.dtype)
+        errors.append(frame_mse(memory.forward(noisy, s, ctx, fp, cuts[:, sl], held(picks[k])), noise[:, :, sl] - draws[:, :, sl]))
+        memory.remember(z[:, :, sl], detached(ctx), fp, cuts[:, sl], held(picks[k]))
+    return weighted_mean(torch.cat(errors, dim=1), None)
 
 
 @torch.no_grad()
@@ -415,7 +428,7 @@ def routed_student_errors(teacher: ClipMemory, student: ClipMemory, texts: tuple
         if student.bank.num_frames > (student.policy.budget(n) or 0):  # routing chooses: fix it from the noise
             with torch.no_grad():
                 student.forward(states[0].to(z.dtype), torch.full((b, n), float(levels[0]), device=dev), s_text, fp, cut, s_routing)
-        v = student.forward(x.to(z.dtype), sigma, s_text, fp, cut, Routing(frames=dict(s_routing.frames)))
+        v = student.forward(x.to(z.dtype), sigma, s_text, fp, cut, held(s_routing.frames))
         x0 = x.float() - sigma[:, None, :, None, None] * v
         errors.append(frame_mse(x0, target, cells[:, sl] if cells is not None else None))
         targets.append(target)
@@ -428,12 +441,11 @@ def routed_loss(student: WanTransformer, s_text: WordTextEncoder, teacher: WanTr
                 cfg: DistillConfig, gen: torch.Generator) -> Tensor:
     """Distillation loss of one batch chunk by chunk through memory with the CAMR active set."""
     b, _, f = z.shape[:3]
-    policy = CamrPolicy(recent_chunks=cfg.recent_chunks, top_k=cfg.top_k)
     texts = (encode_prompts(t_text, teacher, batch.prompts, 0.0, gen), encode_prompts(t_text, teacher, [("",) * f] * b, 0.0, gen),
              encode_prompts(s_text, student, batch.prompts, 0.0, gen))
     noise = torch.randn(z.shape, generator=gen).to(z.device)
     level = torch.randint(0, cfg.student_steps, (b, -(-f // cfg.chunk_frames)), generator=gen)
-    errors, _ = routed_student_errors(ClipMemory.open(teacher, z, policy), ClipMemory.open(student, z, policy), texts, z, noise,
+    errors, _ = routed_student_errors(ClipMemory.open(teacher, z, cfg.policy), ClipMemory.open(student, z, cfg.policy), texts, z, noise,
                                       batch.cuts.to(z.device), level, cfg, batch.cell_weights(cfg.character_weight))
     return weighted_mean(errors, batch.weights_for(cfg))
 
@@ -442,10 +454,7 @@ def train_distill(cfg: DistillConfig, out_dir: Path, *, card: ModelCard | None =
                   ae: VideoAutoencoder | None = None, log=print) -> Path:
     acc, card = start_stage(out_dir, cfg.seed, cfg.precision, card)
     dev = acc.device
-    teacher, t_text, _ = build_modules(card)
-    load_generator(teacher, t_text, Path(cfg.teacher))
-    teacher.to(dev).eval().requires_grad_(False)
-    t_text.to(dev).eval().requires_grad_(False)
+    teacher, t_text = frozen_generator(card, cfg.teacher, dev)
     ae = (ae or load_autoencoder(cfg.autoencoder)).to(dev).eval()
     tr = prepare_trainee(acc, card, out_dir, init=cfg.init or cfg.teacher, lr=cfg.lr, weight_decay=0.0, ema=cfg.ema)
     student, s_text, raw_s, raw_t, opt, ema, params, step = tr.model, tr.text, tr.raw_model, tr.raw_text, tr.opt, tr.ema, tr.params, tr.step

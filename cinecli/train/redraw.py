@@ -22,12 +22,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from cinecli.model.bundle import build_modules, load_generator
 from cinecli.model.card import ModelCard
 from cinecli.model.text import WordTextEncoder
 from cinecli.model.transformer import WanTransformer
 from cinecli.sampling.schedule import StepSchedule, add_noise, predict_x0
-from cinecli.train.base import encode_prompts, packed_layout, packed_velocity
+from cinecli.train.base import encode_prompts, frozen_generator, packed_layout, packed_velocity
 
 
 @dataclass
@@ -46,10 +45,7 @@ class Redrawer:
 
 def load_redrawer(path: Path | str, card: ModelCard, device: torch.device) -> Redrawer:
     """The generator at `path` (a student's safetensors) of the card's shape, frozen on `device`."""
-    transformer, text, _ = build_modules(card)
-    load_generator(transformer, text, Path(path))
-    for module in (transformer, text):
-        module.to(device).eval().requires_grad_(False)
+    transformer, text = frozen_generator(card, path, device)
     return Redrawer(transformer, text, StepSchedule(card.steps, card.shift).sigmas().tolist(), card.chunk_frames)
 
 
