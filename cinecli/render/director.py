@@ -10,6 +10,7 @@ a resumed render continues exactly where the last checkpoint left off.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -115,6 +116,27 @@ def to_uint8(video: Tensor) -> np.ndarray:
     """[1, 3, T, H, W] in [-1, 1] → uint8 [T, H, W, 3]."""
     x = ((video[0].float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(1, 2, 3, 0).contiguous().cpu().numpy()
+
+
+@contextmanager
+def thread_invariant_convolutions(device: torch.device) -> Iterator[None]:
+    """Convolutions whose sums do not depend on how many threads run them.
+
+    On the CPU, oneDNN convolves with one algorithm on one thread and another on several, so the
+    same film decoded on a one-core machine came out a grey level off here and there (the
+    transformer's latents were bit-identical at 1 to 8 threads). PyTorch's own convolution sums
+    alike at any thread count; the decoder takes about twice as long with it, a few tenths of a
+    second per 10 s of the default model's film on 2 cores (`docs/BENCHMARKS.md`, "Determinism").
+    """
+    if device.type != "cpu":
+        yield
+        return
+    was = torch.backends.mkldnn.enabled  # only this flag: `mkldnn.flags()` also resets TF32 and warns
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = was
 
 
 def policy_for(sp: Screenplay, router: RoutingHead | None = None) -> MemoryPolicy:
@@ -238,7 +260,7 @@ class Director:
         uncond = self.prompts.context(("",)) if self.generator.sampler.guidance != 1.0 else None
         result = self.generator.generate(req, self.prompts.context(prompts), uncond)
         ae = self.bundle.autoencoder
-        with torch.no_grad():
+        with torch.no_grad(), thread_invariant_convolutions(self.device):
             video, s.decode_state = ae.decode_chunk(ae.denormalize(result.latents.float()), s.decode_state,
                                                     final=chunk == plan.num_chunks - 1)
         start, end = plan.chunk_frame_range(chunk)

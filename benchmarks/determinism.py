@@ -1,0 +1,171 @@
+"""Is a seed's film the same on every machine? Hashes of one render under other thread counts and
+CPU instruction sets, each in its own process.
+
+    python benchmarks/determinism.py                              # examples/quickstart.yaml
+    python benchmarks/determinism.py --json this.json             # keep this machine's hashes
+    python benchmarks/determinism.py --compare other.json         # ... and match another machine's
+
+A render is deterministic on one machine (`tests/test_render.py`). Across machines three things
+can change the floating-point sums, each read by a library when it starts, so each setting runs
+as a child process (`--child`) with its environment:
+  threads      OMP_NUM_THREADS: PyTorch's intra-op threads (a render uses every core);
+  kernels      ATEN_CPU_CAPABILITY: which vectorised kernels PyTorch dispatches to (a machine with
+               AVX-512 takes other kernels than one with AVX2 unless this says `avx2`);
+  MKL          MKL_CBWR: MKL's conditional numerical reproducibility; `COMPATIBLE` makes its
+               matrix products take one code path on every x86-64 CPU, Intel or AMD.
+Per setting the table gives a hash of the film's latents (every chunk the transformer drew) and
+of its frames (decoded as a render decodes them, uint8), and the render's wall time. Frames are
+not encoded to MP4 here: the encoder is pinned on its own (`-threads 1`,
+`cinecli/render/segments.py`), and a machine without ffmpeg can run this. Results: `docs/BENCHMARKS.md`, "Determinism".
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    threads: int | None = None  # None: every core
+    kernels: str | None = None  # ATEN_CPU_CAPABILITY (None: the CPU's best)
+    mkl: str | None = None  # MKL_CBWR (None: MKL's own choice)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        for key in ("OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY", "MKL_CBWR"):
+            env.pop(key, None)
+        if self.threads is not None:
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        if self.kernels is not None:
+            env["ATEN_CPU_CAPABILITY"] = self.kernels
+        if self.mkl is not None:
+            env["MKL_CBWR"] = self.mkl
+        return env
+
+
+SETTINGS = (
+    Setting("1 thread", 1),
+    Setting("2 threads", 2),
+    Setting("4 threads", 4),
+    Setting("every core"),
+    Setting("2 threads, avx2 kernels", 2, "avx2"),
+    Setting("2 threads, MKL compatible", 2, None, "COMPATIBLE"),
+    Setting("1 thread, avx2 kernels, MKL compatible", 1, "avx2", "COMPATIBLE"),
+    Setting("2 threads, avx2 kernels, MKL compatible", 2, "avx2", "COMPATIBLE"),
+    Setting("every core, avx2 kernels, MKL compatible", None, "avx2", "COMPATIBLE"),
+)
+
+
+class FrameHash:
+    """Stands in for the render's segment store: hashes the frames it is given, in film order."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha256()
+        self.frames = 0
+
+    def write(self, frames, *, shot: int, chunk: int) -> None:  # type: ignore[no-untyped-def]
+        del shot, chunk
+        self.digest.update(frames.tobytes())
+        self.frames += int(frames.shape[0])
+
+    def discard_from(self, chunk: int) -> None:
+        del chunk
+
+
+def child(script: Path) -> dict:
+    """Render `script` with the default model as `cinecli render` would, without the MP4."""
+    import torch
+
+    from cinecli.model.bundle import load_model
+    from cinecli.model.formats import film_format
+    from cinecli.render.director import Director, RenderOptions
+    from cinecli.screenplay import load_screenplay_resolving, plan_film
+
+    sp, fmt = load_screenplay_resolving(script, film_format)
+    plan = plan_film(sp, fmt)
+    bundle = load_model(sp.film.model, script.parent)
+    latents = hashlib.sha256()
+    with tempfile.TemporaryDirectory() as work:
+        director = Director(sp, plan, bundle, RenderOptions(output=Path(work) / "film.mp4", state_dir=Path(work) / "state"))
+        frames = FrameHash()
+        director.segments = frames  # type: ignore[assignment]
+        generate = director.generator.generate
+
+        def hashed(*args, **kwargs):  # type: ignore[no-untyped-def]
+            result = generate(*args, **kwargs)
+            latents.update(result.latents.float().contiguous().cpu().numpy().tobytes())
+            return result
+
+        director.generator.generate = hashed  # type: ignore[method-assign]
+        t = time.perf_counter()
+        for chunk in range(plan.num_chunks):
+            for _ in director._chunk(chunk):
+                pass
+        seconds = time.perf_counter() - t
+    return {
+        "latents": latents.hexdigest()[:16], "frames": frames.digest.hexdigest()[:16], "frame_count": frames.frames,
+        "seconds": round(seconds, 2), "threads": torch.get_num_threads(),
+        "kernels": torch.backends.cpu.get_cpu_capability(), "mkl": os.environ.get("MKL_CBWR", "auto"),
+    }
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--script", type=Path, default=ROOT / "examples" / "quickstart.yaml")
+    ap.add_argument("--json", type=Path, help="write this machine's results here")
+    ap.add_argument("--compare", type=Path, help="another machine's --json: mark the settings whose hashes match it")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.script)))
+        return
+    import torch
+
+    other = json.loads(args.compare.read_text())["results"] if args.compare else {}
+    results: dict[str, dict] = {}
+    print(f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.script.name}")
+    print(f"| setting | threads | kernels | MKL | latents | frames | seconds |{' same as other machine |' if other else ''}")
+    print(f"|---|---|---|---|---|---|---|{'---|' if other else ''}")
+    for s in SETTINGS:
+        proc = subprocess.run([sys.executable, __file__, "--child", "--script", str(args.script)], env=s.env(),
+                              capture_output=True, text=True, cwd=ROOT)
+        if proc.returncode != 0:
+            print(f"| {s.name} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode} |")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        results[s.name] = r
+        same = ""
+        if other:
+            o = other.get(s.name)
+            same = " – |" if o is None else f" latents {'yes' if o['latents'] == r['latents'] else 'no'}, frames {'yes' if o['frames'] == r['frames'] else 'no'} |"
+        print(f"| {s.name} | {r['threads']} | {r['kernels']} | {r['mkl']} | {r['latents']} | {r['frames']} | {r['seconds']} |{same}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+                                         "script": args.script.name, "results": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
