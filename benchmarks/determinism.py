@@ -75,17 +75,34 @@ class FrameHash:
     def __init__(self) -> None:
         self.digest = hashlib.sha256()
         self.frames = 0
+        self.kept: list = []
 
     def write(self, frames, *, shot: int, chunk: int) -> None:  # type: ignore[no-untyped-def]
         del shot, chunk
         self.digest.update(frames.tobytes())
         self.frames += int(frames.shape[0])
+        self.kept.append(frames.copy())
 
     def discard_from(self, chunk: int) -> None:
         del chunk
 
 
-def child(script: Path) -> dict:
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+def frame_differences(a, b, fps: int) -> dict:  # type: ignore[no-untyped-def]
+    """How far two renders of one film lie apart, in grey levels: over the film, in its first and
+    last second, and at worst (do small differences grow as the film goes on?)."""
+    import numpy as np
+
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return {"mean": round(float(d.mean()), 5), "first second": round(float(d[:fps].mean()), 5),
+            "last second": round(float(d[-fps:].mean()), 5), "max": int(d.max()),
+            "values off": f"{int((d > 0).sum())} of {d.size}"}
+
+
+def child(script: Path, frames_out: Path | None, every: int) -> dict:
     """Render `script` with the default model as `cinecli render` would, without the MP4."""
     import torch
 
@@ -115,6 +132,10 @@ def child(script: Path) -> dict:
             for _ in director._chunk(chunk):
                 pass
         seconds = time.perf_counter() - t
+    if frames_out is not None:
+        import numpy as np
+
+        np.save(frames_out, np.concatenate(frames.kept)[::every])
     return {
         "latents": latents.hexdigest()[:16], "frames": frames.digest.hexdigest()[:16], "frame_count": frames.frames,
         "seconds": round(seconds, 2), "threads": torch.get_num_threads(),
@@ -137,10 +158,14 @@ def main() -> None:
     ap.add_argument("--script", type=Path, default=ROOT / "examples" / "quickstart.yaml")
     ap.add_argument("--json", type=Path, help="write this machine's results here")
     ap.add_argument("--compare", type=Path, help="another machine's --json: mark the settings whose hashes match it")
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--frames", type=Path, help="keep each setting's frames as FOLDER/SETTING.npy (uint8, frames x H x W x 3)")
+    ap.add_argument("--every", type=int, default=1, help="with --frames, keep every Nth frame (a long film's frames fill gigabytes)")
+    ap.add_argument("--settings", help="names of the settings to run, separated by semicolons (default: all)")
+    ap.add_argument("--compare-frames", type=Path, help="another machine's --frames folder: grey levels between its films and these")
+    ap.add_argument("--child", type=Path, nargs="?", const=Path(), default=None, help=argparse.SUPPRESS)  # where the frames go
     args = ap.parse_args()
-    if args.child:
-        print(json.dumps(child(args.script)))
+    if args.child is not None:
+        print(json.dumps(child(args.script, None if args.child == Path() else args.child, args.every)))
         return
     import torch
 
@@ -149,8 +174,12 @@ def main() -> None:
     print(f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.script.name}")
     print(f"| setting | threads | kernels | MKL | latents | frames | seconds |{' same as other machine |' if other else ''}")
     print(f"|---|---|---|---|---|---|---|{'---|' if other else ''}")
-    for s in SETTINGS:
-        proc = subprocess.run([sys.executable, __file__, "--child", "--script", str(args.script)], env=s.env(),
+    if args.frames:
+        args.frames.mkdir(parents=True, exist_ok=True)
+    chosen = [s for s in SETTINGS if args.settings is None or s.name in args.settings.split(";")]
+    for s in chosen:
+        keep = [str(args.frames / f"{slug(s.name)}.npy")] if args.frames else []
+        proc = subprocess.run([sys.executable, __file__, "--child", *keep, "--every", str(args.every), "--script", str(args.script)], env=s.env(),
                               capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             print(f"| {s.name} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode} |")
@@ -162,6 +191,24 @@ def main() -> None:
             o = other.get(s.name)
             same = " – |" if o is None else f" latents {'yes' if o['latents'] == r['latents'] else 'no'}, frames {'yes' if o['frames'] == r['frames'] else 'no'} |"
         print(f"| {s.name} | {r['threads']} | {r['kernels']} | {r['mkl']} | {r['latents']} | {r['frames']} | {r['seconds']} |{same}", flush=True)
+    if args.frames and args.compare_frames:
+        import numpy as np
+
+        from cinecli.model.formats import film_format
+        from cinecli.screenplay import load_screenplay_resolving
+
+        fps = max(1, load_screenplay_resolving(args.script, film_format)[0].film.fps // args.every)  # kept frames per second
+        mine = {p.stem: p for p in args.frames.glob("*.npy")}
+        print("\n| setting | against | mean grey levels | first second | last second | max | values off |")
+        print("|---|---|---|---|---|---|---|")
+        for theirs in sorted(args.compare_frames.glob("*.npy")):
+            for name, path in sorted(mine.items()):
+                a, b = np.load(path), np.load(theirs)
+                if a.shape != b.shape:
+                    print(f"| {name} | other machine: {theirs.stem} | other frames kept ({a.shape[0]} against {b.shape[0]}: same --every?) |")
+                    continue
+                d = frame_differences(a, b, fps)
+                print(f"| {name} | other machine: {theirs.stem} | {d['mean']} | {d['first second']} | {d['last second']} | {d['max']} | {d['values off']} |")
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
                                          "script": args.script.name, "results": results}, indent=1) + "\n")

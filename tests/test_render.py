@@ -98,6 +98,20 @@ def test_same_seed_same_film(rendered, tmp_path: Path) -> None:
     assert code == 0 and other.read_bytes() != first.read_bytes()
 
 
+def test_the_core_count_does_not_change_the_film(rendered, tmp_path: Path) -> None:
+    """Render farms mix machines with more and fewer cores; a seed's film must not notice."""
+    import torch
+
+    _, _, first = rendered
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        code, _, other = _render(tmp_path, "other-threads.mp4")
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0 and other.read_bytes() == first.read_bytes()
+
+
 def test_existing_output_is_not_overwritten(rendered, tmp_path: Path) -> None:
     out = tmp_path / "film.mp4"
     out.write_bytes(b"keep me")

@@ -119,24 +119,25 @@ def to_uint8(video: Tensor) -> np.ndarray:
 
 
 @contextmanager
-def thread_invariant_convolutions(device: torch.device) -> Iterator[None]:
-    """Convolutions whose sums do not depend on how many threads run them.
+def one_thread_on_cpu(device: torch.device) -> Iterator[None]:
+    """Run the block on one CPU thread, so its sums do not depend on the machine's core count.
 
-    On the CPU, oneDNN convolves with one algorithm on one thread and another on several, so the
-    same film decoded on a one-core machine came out a grey level off here and there (the
-    transformer's latents were bit-identical at 1 to 8 threads). PyTorch's own convolution sums
-    alike at any thread count; the decoder takes about twice as long with it, a few tenths of a
-    second per 10 s of the default model's film on 2 cores (`docs/BENCHMARKS.md`, "Determinism").
+    The decoder's convolutions split their work by the thread count: oneDNN takes another
+    algorithm on one thread than on several, and PyTorch's own convolution gave other last bits
+    at 5, 7, 8 and 16 threads than at 1, 2, 4 and 6 on a 16-core Xeon. Either way some pixels of
+    the same film came out a grey level off. The transformer's latents were bit-identical at 1 to
+    16 threads, so only the decoder needs this; on one thread it costs about 0.15 s per 10 s of the
+    default model's film on 2 cores (`docs/BENCHMARKS.md`, "Determinism").
     """
     if device.type != "cpu":
         yield
         return
-    was = torch.backends.mkldnn.enabled  # only this flag: `mkldnn.flags()` also resets TF32 and warns
-    torch.backends.mkldnn.enabled = False
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = was
+        torch.set_num_threads(threads)
 
 
 def policy_for(sp: Screenplay, router: RoutingHead | None = None) -> MemoryPolicy:
@@ -260,7 +261,7 @@ class Director:
         uncond = self.prompts.context(("",)) if self.generator.sampler.guidance != 1.0 else None
         result = self.generator.generate(req, self.prompts.context(prompts), uncond)
         ae = self.bundle.autoencoder
-        with torch.no_grad(), thread_invariant_convolutions(self.device):
+        with torch.no_grad(), one_thread_on_cpu(self.device):
             video, s.decode_state = ae.decode_chunk(ae.denormalize(result.latents.float()), s.decode_state,
                                                     final=chunk == plan.num_chunks - 1)
         start, end = plan.chunk_frame_range(chunk)
