@@ -4,6 +4,7 @@ CPU instruction sets, each in its own process.
     python benchmarks/determinism.py                              # examples/quickstart.yaml
     python benchmarks/determinism.py --json this.json             # keep this machine's hashes
     python benchmarks/determinism.py --compare other.json         # ... and match another machine's
+    python benchmarks/determinism.py --device cuda --settings "1 thread;every core"   # a GPU, run to run
 
 A render is deterministic on one machine (`tests/test_render.py`). Across machines three things
 can change the floating-point sums, each read by a library when it starts, so each setting runs
@@ -102,9 +103,11 @@ def frame_differences(a, b, fps: int) -> dict:  # type: ignore[no-untyped-def]
             "values off": f"{int((d > 0).sum())} of {d.size}"}
 
 
-def child(script: Path, frames_out: Path | None, every: int) -> dict:
+def child(script: Path, frames_out: Path | None, every: int, device: str) -> dict:
     """Render `script` with the default model as `cinecli render` would, without the MP4."""
     import torch
+
+    from cinecli.render.run import bundle_dtype
 
     from cinecli.model.bundle import load_model
     from cinecli.model.formats import film_format
@@ -114,9 +117,10 @@ def child(script: Path, frames_out: Path | None, every: int) -> dict:
     sp, fmt = load_screenplay_resolving(script, film_format)
     plan = plan_film(sp, fmt)
     bundle = load_model(sp.film.model, script.parent)
+    bundle.to(torch.device(device), bundle_dtype(device))
     latents = hashlib.sha256()
     with tempfile.TemporaryDirectory() as work:
-        director = Director(sp, plan, bundle, RenderOptions(output=Path(work) / "film.mp4", state_dir=Path(work) / "state"))
+        director = Director(sp, plan, bundle, RenderOptions(output=Path(work) / "film.mp4", state_dir=Path(work) / "state", device=device))
         frames = FrameHash()
         director.segments = frames  # type: ignore[assignment]
         generate = director.generator.generate
@@ -140,6 +144,7 @@ def child(script: Path, frames_out: Path | None, every: int) -> dict:
         "latents": latents.hexdigest()[:16], "frames": frames.digest.hexdigest()[:16], "frame_count": frames.frames,
         "seconds": round(seconds, 2), "threads": torch.get_num_threads(),
         "kernels": torch.backends.cpu.get_cpu_capability(), "mkl": os.environ.get("MKL_CBWR", "auto"),
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
     }
 
 
@@ -156,6 +161,7 @@ def cpu_name() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--script", type=Path, default=ROOT / "examples" / "quickstart.yaml")
+    ap.add_argument("--device", default="cpu", help="render on this torch device (cuda: the settings' CPU threads matter little)")
     ap.add_argument("--json", type=Path, help="write this machine's results here")
     ap.add_argument("--compare", type=Path, help="another machine's --json: mark the settings whose hashes match it")
     ap.add_argument("--frames", type=Path, help="keep each setting's frames as FOLDER/SETTING.npy (uint8, frames x H x W x 3)")
@@ -165,13 +171,14 @@ def main() -> None:
     ap.add_argument("--child", type=Path, nargs="?", const=Path(), default=None, help=argparse.SUPPRESS)  # where the frames go
     args = ap.parse_args()
     if args.child is not None:
-        print(json.dumps(child(args.script, None if args.child == Path() else args.child, args.every)))
+        print(json.dumps(child(args.script, None if args.child == Path() else args.child, args.every, args.device)))
         return
     import torch
 
     other = json.loads(args.compare.read_text())["results"] if args.compare else {}
     results: dict[str, dict] = {}
-    print(f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.script.name}")
+    gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
+    print(f"{cpu_name()}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}, {args.script.name}, device {args.device}")
     print(f"| setting | threads | kernels | MKL | latents | frames | seconds |{' same as other machine |' if other else ''}")
     print(f"|---|---|---|---|---|---|---|{'---|' if other else ''}")
     if args.frames:
@@ -179,7 +186,7 @@ def main() -> None:
     chosen = [s for s in SETTINGS if args.settings is None or s.name in args.settings.split(";")]
     for s in chosen:
         keep = [str(args.frames / f"{slug(s.name)}.npy")] if args.frames else []
-        proc = subprocess.run([sys.executable, __file__, "--child", *keep, "--every", str(args.every), "--script", str(args.script)], env=s.env(),
+        proc = subprocess.run([sys.executable, __file__, "--child", *keep, "--every", str(args.every), "--device", args.device, "--script", str(args.script)], env=s.env(),
                               capture_output=True, text=True, cwd=ROOT)
         if proc.returncode != 0:
             print(f"| {s.name} | failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode} |")
@@ -210,7 +217,7 @@ def main() -> None:
                 d = frame_differences(a, b, fps)
                 print(f"| {name} | other machine: {theirs.stem} | {d['mean']} | {d['first second']} | {d['last second']} | {d['max']} | {d['values off']} |")
     if args.json:
-        args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+        args.json.write_text(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__, "device": args.device + gpu,
                                          "script": args.script.name, "results": results}, indent=1) + "\n")
 
 
