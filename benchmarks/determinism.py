@@ -71,18 +71,21 @@ SETTINGS = (
 
 
 class FrameHash:
-    """Stands in for the render's segment store: hashes the frames it is given, in film order."""
+    """Stands in for the render's segment store: hashes the frames it is given, in film order, and
+    keeps every `every`-th of them when asked (a 2-minute film's frames are 100 MB)."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: int | None = None) -> None:
         self.digest = hashlib.sha256()
         self.frames = 0
+        self.every = every
         self.kept: list = []
 
     def write(self, frames, *, shot: int, chunk: int) -> None:  # type: ignore[no-untyped-def]
         del shot, chunk
         self.digest.update(frames.tobytes())
+        if self.every is not None:
+            self.kept.extend(f.copy() for i, f in enumerate(frames, self.frames) if i % self.every == 0)
         self.frames += int(frames.shape[0])
-        self.kept.append(frames.copy())
 
     def discard_from(self, chunk: int) -> None:
         del chunk
@@ -105,13 +108,14 @@ def frame_differences(a, b, fps: int) -> dict:  # type: ignore[no-untyped-def]
 
 def child(script: Path, frames_out: Path | None, every: int, device: str) -> dict:
     """Render `script` with the default model as `cinecli render` would, without the MP4."""
+    import numpy as np
     import torch
-
-    from cinecli.render.run import bundle_dtype
 
     from cinecli.model.bundle import load_model
     from cinecli.model.formats import film_format
+    from cinecli.render import events as ev
     from cinecli.render.director import Director, RenderOptions
+    from cinecli.render.run import bundle_dtype
     from cinecli.screenplay import load_screenplay_resolving, plan_film
 
     sp, fmt = load_screenplay_resolving(script, film_format)
@@ -119,9 +123,9 @@ def child(script: Path, frames_out: Path | None, every: int, device: str) -> dic
     bundle = load_model(sp.film.model, script.parent)
     bundle.to(torch.device(device), bundle_dtype(device))
     latents = hashlib.sha256()
+    frames = FrameHash(every if frames_out is not None else None)
     with tempfile.TemporaryDirectory() as work:
         director = Director(sp, plan, bundle, RenderOptions(output=Path(work) / "film.mp4", state_dir=Path(work) / "state", device=device))
-        frames = FrameHash()
         director.segments = frames  # type: ignore[assignment]
         generate = director.generator.generate
 
@@ -132,14 +136,12 @@ def child(script: Path, frames_out: Path | None, every: int, device: str) -> dic
 
         director.generator.generate = hashed  # type: ignore[method-assign]
         t = time.perf_counter()
-        for chunk in range(plan.num_chunks):
-            for _ in director._chunk(chunk):
-                pass
+        for event in director.run():  # stops at the last chunk, before the MP4 is put together
+            if isinstance(event, ev.ChunkDone) and event.chunk == plan.num_chunks - 1:
+                break
         seconds = time.perf_counter() - t
     if frames_out is not None:
-        import numpy as np
-
-        np.save(frames_out, np.concatenate(frames.kept)[::every])
+        np.save(frames_out, np.stack(frames.kept))
     return {
         "latents": latents.hexdigest()[:16], "frames": frames.digest.hexdigest()[:16], "frame_count": frames.frames,
         "seconds": round(seconds, 2), "threads": torch.get_num_threads(),
@@ -170,6 +172,8 @@ def main() -> None:
     ap.add_argument("--compare-frames", type=Path, help="another machine's --frames folder: grey levels between its films and these")
     ap.add_argument("--child", type=Path, nargs="?", const=Path(), default=None, help=argparse.SUPPRESS)  # where the frames go
     args = ap.parse_args()
+    if args.compare_frames and not args.frames:
+        ap.error("--compare-frames needs --frames: this machine's frames to set beside the other's")
     if args.child is not None:
         print(json.dumps(child(args.script, None if args.child == Path() else args.child, args.every, args.device)))
         return
@@ -205,12 +209,12 @@ def main() -> None:
         from cinecli.screenplay import load_screenplay_resolving
 
         fps = max(1, load_screenplay_resolving(args.script, film_format)[0].film.fps // args.every)  # kept frames per second
-        mine = {p.stem: p for p in args.frames.glob("*.npy")}
+        mine = {p.stem: np.load(p) for p in sorted(args.frames.glob("*.npy"))}
         print("\n| setting | against | mean grey levels | first second | last second | max | values off |")
         print("|---|---|---|---|---|---|---|")
         for theirs in sorted(args.compare_frames.glob("*.npy")):
-            for name, path in sorted(mine.items()):
-                a, b = np.load(path), np.load(theirs)
+            b = np.load(theirs)
+            for name, a in mine.items():
                 if a.shape != b.shape:
                     print(f"| {name} | other machine: {theirs.stem} | other frames kept ({a.shape[0]} against {b.shape[0]}: same --every?) |")
                     continue
